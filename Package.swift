@@ -1,0 +1,79 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// One shared settings array for every Swift target (the hummingbird habit): Swift 6 language mode,
+// strict concurrency, and explicit imports so only public API leaks.
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "nurture",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "nurture", targets: ["nurture"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+    ],
+    targets: [
+        // ── C system libraries (Debian: libhiredis-dev, libpq-dev, libcurl4-openssl-dev) ──
+        .systemLibrary(name: "CHiredis", pkgConfig: "hiredis", providers: [.apt(["libhiredis-dev"])]),
+        .systemLibrary(name: "CLibpq", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+
+        // ── foundations shared by the clients: errors, blocking-thread executor, durations, URLs ──
+        .target(name: "NurtureCore", dependencies: [
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: swiftSettings),
+
+        // ── Swift clients over the C libraries ──
+        .target(name: "Redis", dependencies: ["CHiredis", "NurtureCore",
+            .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
+        .target(name: "Postgres", dependencies: ["CLibpq", "NurtureCore",
+            .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
+        .target(name: "Transport", dependencies: ["CCurl", "NurtureCore"], swiftSettings: swiftSettings),
+
+        // ── queue / store ──
+        .target(name: "JobQueue", dependencies: ["Redis", "NurtureCore",
+            .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
+        .target(name: "Store", dependencies: ["Postgres", "NurtureCore",
+            .product(name: "Logging", package: "swift-log")],
+            resources: [.embedInCode("Migrations")], swiftSettings: swiftSettings),
+
+        // ── pure domain logic: no I/O ──
+        .target(name: "Domain", dependencies: [], swiftSettings: swiftSettings),
+
+        // ── runtime: config, clock, logging, services ──
+        .target(name: "Runtime", dependencies: [
+            "NurtureCore", "Redis", "Postgres", "Transport", "JobQueue", "Store", "Domain",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ], swiftSettings: swiftSettings),
+
+        // ── the one binary ──
+        .executableTarget(name: "nurture", dependencies: [
+            "Runtime", "NurtureCore", "Redis", "Postgres", "Transport", "JobQueue", "Store", "Domain",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: swiftSettings),
+
+        // ── tests ──
+        .target(name: "TestSupport", dependencies: ["NurtureCore", "Redis", "Postgres"],
+                path: "Tests/TestSupport", swiftSettings: swiftSettings),
+        .testTarget(name: "CoreTests", dependencies: ["NurtureCore", "Runtime"], swiftSettings: swiftSettings),
+        .testTarget(name: "RedisTests", dependencies: ["Redis", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "TransportTests", dependencies: ["Transport", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "StoreTests", dependencies: ["Store", "Postgres", "TestSupport"], swiftSettings: swiftSettings),
+    ]
+)
