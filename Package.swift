@@ -10,7 +10,7 @@ let swiftSettings: [SwiftSetting] = [
 
 let package = Package(
     name: "nurture",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "nurture", targets: ["nurture"]),
     ],
@@ -45,8 +45,7 @@ let package = Package(
         .target(name: "JobQueue", dependencies: ["Redis", "NurtureCore",
             .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
         .target(name: "Store", dependencies: ["Postgres", "NurtureCore",
-            .product(name: "Logging", package: "swift-log")],
-            resources: [.embedInCode("Migrations")], swiftSettings: swiftSettings),
+            .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
 
         // ── pure domain logic: no I/O ──
         .target(name: "Domain", dependencies: [], swiftSettings: swiftSettings),
@@ -71,9 +70,10 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["NurtureCore", "Redis", "Postgres"],
                 path: "Tests/TestSupport", swiftSettings: swiftSettings),
         .testTarget(name: "CoreTests", dependencies: ["NurtureCore", "Runtime"], swiftSettings: swiftSettings),
-        .testTarget(name: "RedisTests", dependencies: ["Redis", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "RedisTests", dependencies: ["Redis", "NurtureCore", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"], swiftSettings: swiftSettings),
-        .testTarget(name: "TransportTests", dependencies: ["Transport", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "TransportTests", dependencies: ["Transport", "TestSupport"], exclude: ["Fixtures"],
+                    swiftSettings: swiftSettings),
         .testTarget(name: "StoreTests", dependencies: ["Store", "Postgres", "TestSupport"], swiftSettings: swiftSettings),
     ]
 )

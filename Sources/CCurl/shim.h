@@ -23,4 +23,14 @@ static inline CURLcode nurture_curl_getinfo_double(CURL *h, CURLINFO i, double *
 static inline CURLcode nurture_curl_getinfo_off(CURL *h, CURLINFO i, curl_off_t *v) { return curl_easy_getinfo(h, i, v); }
 static inline CURLcode nurture_curl_getinfo_string(CURL *h, CURLINFO i, char **v) { return curl_easy_getinfo(h, i, v); }
 static inline CURLcode nurture_curl_global_init(void) { return curl_global_init(CURL_GLOBAL_DEFAULT); }
+
+/* POST body from caller-owned memory (not copied: it must stay valid until curl_easy_perform returns).
+   Binary-safe: the size is set explicitly. An empty body still needs a non-NULL pointer, else curl would fall
+   back to the read callback. */
+static inline CURLcode nurture_curl_setopt_postfields(CURL *h, const void *data, curl_off_t size) {
+    static const char empty[1] = { 0 };
+    CURLcode rc = curl_easy_setopt(h, CURLOPT_POSTFIELDS, data ? data : (const void *)empty);
+    if (rc != CURLE_OK) return rc;
+    return curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, size);
+}
 #endif

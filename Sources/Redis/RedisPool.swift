@@ -28,7 +28,7 @@ public final class RedisPool: @unchecked Sendable {
     }
 
     /// Lends a connection to `body` on a `BlockingExecutor` thread, for async callers.
-    public func withConnection<T: Sendable>(on executor: BlockingExecutor = .shared,
+    public func withConnection<T: Sendable>(on executor: BlockingExecutor,
                                             _ body: @escaping @Sendable (RedisConnection) throws -> T) async throws -> T {
         try await executor.run { try self.withConnection(body) }
     }

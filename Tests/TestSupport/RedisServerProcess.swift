@@ -6,7 +6,7 @@ public final class RedisServerProcess: @unchecked Sendable {
     public let port: Int
     public let directory: String
     private let extraArguments: [String]
-    private var process: Process?
+    private var process: ChildProcess?
 
     public var url: String { "redis://127.0.0.1:\(port)/0" }
 
@@ -17,7 +17,7 @@ public final class RedisServerProcess: @unchecked Sendable {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         var args = ["--save", "", "--appendonly", appendOnly ? "yes" : "no"]
         if appendOnly { args += ["--appendfsync", "always"] }
-        extraArguments = args + extraArguments
+        self.extraArguments = args + extraArguments
         try start()
     }
 
@@ -25,11 +25,8 @@ public final class RedisServerProcess: @unchecked Sendable {
 
     public func start() throws {
         let binary = ProcessInfo.processInfo.environment["NURTURE_TEST_REDIS_SERVER"] ?? "/usr/bin/redis-server"
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: binary)
-        p.arguments = ["--port", "\(port)", "--bind", "127.0.0.1", "--dir", directory, "--logfile", directory + "/redis.log"] + extraArguments
-        try p.run()
-        process = p
+        process = try ChildProcess(executable: binary, arguments: ["--port", "\(port)", "--bind", "127.0.0.1", "--dir", directory,
+                                                              "--logfile", directory + "/redis.log"] + extraArguments)
         // Wait until it accepts connections.
         for _ in 0..<200 {
             if canConnect() { return }
@@ -41,16 +38,16 @@ public final class RedisServerProcess: @unchecked Sendable {
     /// SIGTERM and wait: with appendonly the AOF is fsynced on every write, so nothing acknowledged is lost.
     public func stop() {
         guard let p = process, p.isRunning else { process = nil; return }
-        p.terminate()
-        p.waitUntilExit()
+        p.signal(SIGTERM)
+        p.wait()
         process = nil
     }
 
     /// SIGKILL: the server dies without a chance to save.
     public func kill() {
         guard let p = process, p.isRunning else { return }
-        Foundation.kill(p.processIdentifier, SIGKILL)
-        p.waitUntilExit()
+        p.signal(SIGKILL)
+        p.wait()
         process = nil
     }
 
