@@ -1,0 +1,2 @@
+struct BenchCommand: AsyncParsableCommand { static let configuration = CommandConfiguration(commandName: "bench", abstract: "Benchmarks.") }
+import ArgumentParser
