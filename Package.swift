@@ -67,6 +67,8 @@ let package = Package(
             "Runtime", "NurtureCore", "Redis", "Postgres", "Transport", "JobQueue", "Store", "Domain",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ], swiftSettings: swiftSettings),
 
         // ── tests ──

@@ -75,7 +75,7 @@ public struct JobHandlerRegistry: Sendable {
     public var kinds: [String] { handlers.keys.sorted() }
 
     /// The built-in kinds: `noop`, `sleep` (`{"ms": N}`), `fail` (always fails: demos and tests), and
-    /// `probe` (records its latency for the benchmark: `{"list": KEY, "due_ms": T}` pushes now − due in µs).
+    /// `probe` (benchmarks: `{"list": KEY, "t_us": T}` or `"due_us"` pushes now − T in µs onto the list).
     public static var builtIn: JobHandlerRegistry {
         var r = JobHandlerRegistry()
         r.register("noop") { _ in }
@@ -98,11 +98,13 @@ public struct JobHandlerRegistry: Sendable {
         r.register("probe") { context in
             let object = try context.payloadObject()
             guard let list = object["list"] as? String else { throw JobFailure.permanent("probe needs {\"list\": KEY}") }
-            let due = (object["due_ms"] as? NSNumber)?.int64Value ?? context.job.enqueuedAtMilliseconds
+            // Microseconds from when the job was due (or enqueued) to now; same host, same clock.
+            let since = (object["due_us"] as? NSNumber)?.int64Value ?? (object["t_us"] as? NSNumber)?.int64Value
+                ?? context.job.enqueuedAtMilliseconds * 1000
             var tv = timeval()
             gettimeofday(&tv, nil)
             let nowMicros = Int64(tv.tv_sec) * 1_000_000 + Int64(tv.tv_usec)
-            try context.redis.execute(RedisCommand("RPUSH", .string(list), .int(nowMicros - due * 1000)))
+            try context.redis.execute(RedisCommand("RPUSH", .string(list), .int(nowMicros - since)))
         }
         return r
     }

@@ -1,6 +1,6 @@
 import Foundation
 
-/// A child process started with posix_spawn and reaped with waitpid. Foundation's `Process.waitUntilExit` can
+/// A child process started with posix_spawn (benchmarks start servers and workers; tests start sinks) and reaped with waitpid. Foundation's `Process.waitUntilExit` can
 /// hang on Linux when several tests spawn and reap children from different threads at once; this does not.
 public final class ChildProcess: @unchecked Sendable {
     // Safety: `pid` and `exitStatus` are only written by the owning test's thread (spawn/wait/kill).
@@ -35,7 +35,7 @@ public final class ChildProcess: @unchecked Sendable {
         var child: pid_t = 0
         let rc = posix_spawn(&child, executable, &fileActions, &attributes, argv, env)
         guard rc == 0 else {
-            throw TestEnvironment.MissingServer(variable: "posix_spawn \(executable) failed: \(String(cString: strerror(rc)))")
+            throw SpawnError(executable: executable, message: String(cString: strerror(rc)))
         }
         pid = child
     }
@@ -81,4 +81,10 @@ public final class ChildProcess: @unchecked Sendable {
     deinit {
         if isRunning { kill(pid, SIGKILL); wait() }
     }
+}
+
+public struct SpawnError: Error, CustomStringConvertible {
+    public let executable: String
+    public let message: String
+    public var description: String { "cannot start \(executable): \(message)" }
 }
