@@ -79,6 +79,6 @@ let package = Package(
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "TransportTests", dependencies: ["Transport", "TestSupport"], exclude: ["Fixtures"],
                     swiftSettings: swiftSettings),
-        .testTarget(name: "StoreTests", dependencies: ["Store", "Postgres", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "StoreTests", dependencies: ["Store", "Postgres", "Runtime", "TestSupport"], swiftSettings: swiftSettings),
     ]
 )

@@ -126,6 +126,30 @@ public struct JobQueue: Sendable {
         return jobs
     }
 
+    /// The entries already delivered to `consumer` and not yet acknowledged, oldest first (`XREADGROUP ... 0`):
+    /// how a consumer recovers jobs whose fetch reply it never received.
+    public func fetchPending(queues: [String], consumer: String, count: Int, on redis: RedisConnection) throws -> [Job] {
+        if queues.isEmpty || count <= 0 { return [] }
+        var args: [RedisArgument] = ["GROUP", .string(group), .string(consumer), "COUNT", .int(Int64(count)), "STREAMS"]
+        args.append(contentsOf: queues.map { .string(keys.stream($0)) })
+        args.append(contentsOf: queues.map { _ in "0" })
+        let reply: RedisReply
+        do {
+            reply = try redis.execute(RedisCommand("XREADGROUP", args))
+        } catch {
+            guard error.serverCode == "NOGROUP" else { throw error }
+            try ensureGroups(queues, on: redis)
+            return []
+        }
+        var jobs: [Job] = []
+        let byStream = Dictionary(uniqueKeysWithValues: queues.map { (keys.stream($0), $0) })
+        for stream in reply.array ?? [] {
+            guard let pair = stream.array, pair.count == 2, let name = pair[0].string, let entries = pair[1].array else { continue }
+            parseEntries(entries, queue: byStream[name] ?? name, into: &jobs)
+        }
+        return jobs
+    }
+
     /// Creates the consumer group of each queue's stream if missing (a fresh or flushed Redis).
     public func ensureGroups(_ queues: [String], on redis: RedisConnection) throws {
         let commands = queues.map { RedisCommand("XGROUP", "CREATE", .string(keys.stream($0)), .string(group), "0", "MKSTREAM") }

@@ -59,16 +59,20 @@ enum QueueScripts {
     """)
 
     /// Acknowledge finished jobs: XACK + XDEL (the stream only ever holds waiting and in-flight jobs, so Redis
-    /// memory stays flat under steady load) and count them.
+    /// memory stays flat under steady load) and count the ones still pending (acknowledging twice counts once).
     /// KEYS[1] stream, KEYS[2] stats, KEYS[3] this minute's counter. ARGV[1] group, ARGV[2..] entry ids.
     static let complete = RedisScript(name: "queue.complete", source: """
     local n = #ARGV - 1
     if n <= 0 then return 0 end
     local acked = redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 2))
     redis.call('XDEL', KEYS[1], unpack(ARGV, 2))
-    redis.call('HINCRBY', KEYS[2], 'processed', n)
-    redis.call('INCRBY', KEYS[3], n)
-    redis.call('EXPIRE', KEYS[3], 7200)
+    -- Count only what this call acknowledged: a retried acknowledgement (reply lost in a Redis restart) or a
+    -- job meanwhile reclaimed from this worker must not be counted twice.
+    if acked > 0 then
+      redis.call('HINCRBY', KEYS[2], 'processed', acked)
+      redis.call('INCRBY', KEYS[3], acked)
+      redis.call('EXPIRE', KEYS[3], 7200)
+    end
     return acked
     """)
 
@@ -184,7 +188,8 @@ enum QueueScripts {
         for _, c in ipairs(consumers) do
           local info = fields_to_map(c)
           local name = info['name']
-          local lease = redis.call('ZSCORE', KEYS[1], name)
+          -- A worker's slots consume as '<worker>#<slot>'; the lease is the worker's.
+          local lease = redis.call('ZSCORE', KEYS[1], string.match(name, '^(.+)#%d+$') or name)
           local alive = lease and tonumber(lease) > now
           if not alive and tonumber(info['idle']) >= min_idle then
             local pending = redis.call('XPENDING', s, group, '-', '+', limit, name)

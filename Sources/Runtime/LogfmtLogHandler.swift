@@ -59,6 +59,8 @@ public struct LogfmtLogHandler: LogHandler {
         line += "\""
     }
 
+    public static func appendValueForTesting(_ value: String, to line: inout String) { appendValue(value, to: &line) }
+
     static func timestamp() -> String {
         var tv = timeval()
         gettimeofday(&tv, nil)

@@ -1,6 +1,7 @@
 import Foundation
 import JobQueue
 import Logging
+import Metrics
 import NurtureCore
 import Postgres
 import Redis
@@ -111,6 +112,7 @@ public final class SchedulerEngine: Sendable {
     private func reclaimLoop() {
         var redis: RedisConnection? = nil
         var failures = 0
+        var lastGauges: Int64 = 0
         while !isStopping {
             do {
                 if redis == nil { redis = try RedisConnection(config: options.redis, logger: logger) }
@@ -118,6 +120,10 @@ public final class SchedulerEngine: Sendable {
                                                                      maxLost: options.maxLost, on: redis!)
                 if reclaimed + dead > 0 {
                     logger.warning("reclaimed jobs of dead workers", metadata: ["reclaimed": "\(reclaimed)", "dead_lettered": "\(dead)"])
+                }
+                if monotonicMilliseconds() - lastGauges >= 5_000 {
+                    lastGauges = monotonicMilliseconds()
+                    recordQueueGauges(try queue.stats(on: redis!))
                 }
                 failures = 0
             } catch {
@@ -127,6 +133,18 @@ public final class SchedulerEngine: Sendable {
             }
             var slept: Int64 = 0
             while slept < options.reclaimIntervalMilliseconds && !isStopping { sleepMilliseconds(50); slept += 50 }
+        }
+    }
+
+    /// Fleet-level queue gauges for dashboards and autoscaling (`nurture_queue_lag_seconds` drives the worker HPA).
+    private func recordQueueGauges(_ stats: [QueueStats]) {
+        for s in stats {
+            let d = [("queue", s.queue)]
+            Gauge(label: "nurture_queue_lag_seconds", dimensions: d).record(Double(s.lagMilliseconds) / 1000)
+            Gauge(label: "nurture_queue_depth", dimensions: d).record(s.depth)
+            Gauge(label: "nurture_queue_in_flight", dimensions: d).record(s.inFlight)
+            Gauge(label: "nurture_queue_delayed", dimensions: d).record(s.delayed)
+            Gauge(label: "nurture_queue_dead", dimensions: d).record(s.dead)
         }
     }
 

@@ -33,6 +33,9 @@ public struct WorkerOptions: Sendable {
 
     public init() {}
 
+    /// The consumer-group name of one slot of worker `worker` (the reclaim script maps it back to the worker's lease).
+    public static func slotConsumer(worker: String, slot: Int) -> String { "\(worker)#\(slot)" }
+
     public static func defaultConsumerName() -> String {
         var buffer = [CChar](repeating: 0, count: 256)
         gethostname(&buffer, buffer.count)
@@ -174,8 +177,16 @@ public final class WorkerEngine: Sendable {
         var redis: RedisConnection? = nil
         var database: PostgresConnection? = nil
         var batch = 1
+        // Average run time per job (µs, moving average): the prefetch is sized so one batch is ~10 ms of work.
+        var averageMicros = 1_000.0
         var failures = 0
         var metrics = SlotMetrics()
+        // Each slot is its own consumer of the group (`<worker>#<slot>`; the lease stays per worker), so the
+        // entries pending for it are exactly the jobs it holds. A fetch whose reply was lost (Redis restarted
+        // after delivering) leaves entries pending for it that it never saw: after a failed fetch the slot takes
+        // its own pending entries first, instead of leaving them stuck under a live lease forever.
+        let consumer = WorkerOptions.slotConsumer(worker: options.consumerName, slot: state.index)
+        var recoverPending = false
         defer {
             state.inner.withLock { $0.finished = true }
             finishedCondition.lock(); finishedCondition.broadcast(); finishedCondition.unlock()
@@ -184,21 +195,30 @@ public final class WorkerEngine: Sendable {
             if state.inner.withLock({ $0.abandoned }) { return }
             do {
                 if redis == nil { redis = try RedisConnection(config: options.redis, logger: logger) }
-                let jobs = try queue.fetch(queues: options.queues, consumer: options.consumerName, count: batch,
+                let jobs: [Job]
+                if recoverPending {
+                    jobs = try queue.fetchPending(queues: options.queues, consumer: consumer, count: options.maxBatch, on: redis!)
+                    recoverPending = !jobs.isEmpty
+                    if !jobs.isEmpty { logger.warning("recovered jobs delivered by a fetch whose reply was lost", metadata: ["jobs": "\(jobs.count)"]) }
+                } else {
+                    jobs = try queue.fetch(queues: options.queues, consumer: consumer, count: batch,
                                            blockMilliseconds: options.fetchBlockMilliseconds,
                                            paused: pausedQueues.withLock { $0 }, on: redis!)
+                }
                 failures = 0
-                if jobs.isEmpty { batch = 1; continue }
+                if jobs.isEmpty { continue }
                 state.inner.withLock { $0.pending = jobs }
                 let started = monotonicNanoseconds()
                 runBatch(jobs, state: state, redis: redis!, database: &database, metrics: &metrics)
                 // Adapt the prefetch: fast jobs in big batches (fewer round trips), slow jobs one at a time
                 // (no job waits behind a slow one in this slot while other slots are idle).
-                let perJobMicros = (monotonicNanoseconds() - started) / UInt64(jobs.count) / 1_000
-                if perJobMicros < 2_000 && jobs.count == batch { batch = min(options.maxBatch, batch * 2) }
-                else if perJobMicros > 20_000 { batch = 1 }
+                let perJobMicros = Double(monotonicNanoseconds() - started) / Double(jobs.count) / 1_000
+                averageMicros = 0.7 * averageMicros + 0.3 * perJobMicros
+                if perJobMicros > 10_000 { averageMicros = max(averageMicros, perJobMicros) }
+                batch = max(1, min(options.maxBatch, Int(10_000 / max(1, averageMicros))))
             } catch {
                 failures += 1
+                recoverPending = true
                 if failures == 1 || failures % 30 == 0 {
                     logger.warning("fetch failed; retrying with backoff", metadata: ["error": "\(error)", "failures": "\(failures)"])
                 }

@@ -7,6 +7,7 @@ import NurtureCore
 import Postgres
 import Redis
 import Runtime
+import Synchronization
 import Transport
 
 struct BenchCommand: AsyncParsableCommand {
@@ -58,20 +59,49 @@ struct BenchClientsCommand: AsyncParsableCommand {
                 done += depth
             }
             let seconds = Double(monotonicNanoseconds() - started) / 1e9
-            emit("redis-xadd", [("client", "nurture"), ("pipeline", "\(depth)"), ("ops", "\(done)"), ("ops_per_s", fmt(Double(done) / seconds, 0))])
+            emit("redis-xadd", [("client", "nurture"), ("pipeline", "\(depth)"), ("connections", "1"), ("ops", "\(done)"), ("ops_per_s", fmt(Double(done) / seconds, 0))])
         }
-        // The reference: redis-benchmark on the same server, same payload size, pipeline 32.
-        let output = NSTemporaryDirectory() + "nurture-redis-benchmark.txt"
-        let tool = try ChildProcess(executable: "/usr/bin/redis-benchmark",
-                                    arguments: ["-h", "127.0.0.1", "-p", "\(server.port)", "-P", "32", "-n", "\(redisOps)", "-q",
-                                                "XADD", "bench:rb", "*", "payload", String(repeating: "x", count: 100)],
-                                    stdoutPath: output)
-        tool.wait()
-        let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
-        let figure = text.split(whereSeparator: { $0 == "\n" || $0 == "\r" }).last { $0.contains("requests per second") }
-            .flatMap { line in line.split(separator: ":").last?.split(separator: " ").first.map(String.init) } ?? "nan"
-        emit("redis-xadd", [("client", "redis-benchmark"), ("pipeline", "32"), ("ops", "\(redisOps)"), ("ops_per_s", figure)])
-        try? FileManager.default.removeItem(atPath: output)
+        // Several connections on their own threads, pipeline 32 each (what redis-benchmark does with -c).
+        for connections in [4] {
+            let url = server.url
+            let perConnection = redisOps / connections
+            let started = monotonicNanoseconds()
+            let group = DispatchGroup()
+            let failure = Mutex<String?>(nil)
+            for _ in 0..<connections {
+                group.enter()
+                Thread {
+                    defer { group.leave() }
+                    do {
+                        let c = try RedisConnection(url: url)
+                        let batch = [RedisCommand](repeating: RedisCommand("XADD", "bench:xadd", "*", "payload",
+                                                                           .string(String(repeating: "x", count: 100))), count: 32)
+                        var done = 0
+                        while done < perConnection { _ = try c.pipeline(batch); done += 32 }
+                    } catch { failure.withLock { $0 = "\(error)" } }
+                }.start()
+            }
+            group.wait()
+            if let message = failure.withLock({ $0 }) { throw UserError(message) }
+            let seconds = Double(monotonicNanoseconds() - started) / 1e9
+            emit("redis-xadd", [("client", "nurture"), ("pipeline", "32"), ("connections", "\(connections)"), ("ops", "\(perConnection * connections)"),
+                                ("ops_per_s", fmt(Double(perConnection * connections) / seconds, 0))])
+        }
+        // The reference: redis-benchmark on the same server, same payload size, pipeline 32, with one connection
+        // (like the first figure) and with its default 50.
+        for clients in [1, 50] {
+            let output = NSTemporaryDirectory() + "nurture-redis-benchmark.txt"
+            let tool = try ChildProcess(executable: "/usr/bin/redis-benchmark",
+                                        arguments: ["-h", "127.0.0.1", "-p", "\(server.port)", "-P", "32", "-c", "\(clients)", "-n", "\(redisOps)", "-q",
+                                                    "XADD", "bench:rb", "*", "payload", String(repeating: "x", count: 100)],
+                                        stdoutPath: output)
+            tool.wait()
+            let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+            let figure = text.split(whereSeparator: { $0 == "\n" || $0 == "\r" }).last { $0.contains("requests per second") }
+                .flatMap { line in line.split(separator: ":").last?.split(separator: " ").first.map(String.init) } ?? "nan"
+            emit("redis-xadd", [("client", "redis-benchmark"), ("pipeline", "32"), ("connections", "\(clients)"), ("ops", "\(redisOps)"), ("ops_per_s", figure)])
+            try? FileManager.default.removeItem(atPath: output)
+        }
     }
 
     func benchPostgres(url: String) throws {
@@ -137,7 +167,8 @@ struct BenchQueueCommand: AsyncParsableCommand {
             2. start --processes workers × --concurrency slots and drain them → drain jobs/s (first to last
                completion, worker boot excluded, like the peer harness)
             3. probe jobs at a steady --rate for --seconds → end-to-end latency p50/p99 (enqueue → run)
-            4. --delayed jobs due 2 s ahead, promoted by one scheduler → lateness p50/p99 (due → run)
+            4. --delayed jobs due 2 s ahead, promoted by one scheduler → lateness p50/p99 (due → run), enqueued
+               one by one like the Sidekiq peer (spread) and in pipelined batches sharing a due time (burst)
             5. worker RSS (current and peak) after the run
             Compare with the peers: cp -r ../shared/bench/peers /tmp/peers && /tmp/peers/run_all.sh 100000
             """)
@@ -226,24 +257,29 @@ struct BenchQueueCommand: AsyncParsableCommand {
                                ("p50_ms", fmt(percentile(latencies, 50) / 1000, 2)), ("p99_ms", fmt(percentile(latencies, 99) / 1000, 2)),
                                ("max_ms", fmt((latencies.last ?? .nan) / 1000, 2))])
 
-        // 4. delayed-job lateness
-        let lateList = "\(namespace):bench:lateness"
-        let baseline2 = try processed()
-        var scheduled = 0
-        while scheduled < delayed {
-            let n = min(500, delayed - scheduled)
-            let due = wallMicros() + 2_000_000
-            try queue.enqueue((0..<n).map { _ in
-                NewJob(kind: "probe", payload: "{\"list\":\"\(lateList)\",\"due_us\":\(due)}", queue: "default", delayMilliseconds: 2_000)
-            }, on: redis)
-            scheduled += n
+        // 4. delayed-job lateness, two ways. "spread": like the Sidekiq peer, one enqueue call per job, each due
+        // 2 s after its own call. "burst": pipelined batches of 500 sharing one due time (harsher: 5,000 jobs
+        // become due within a few milliseconds, so the figure includes draining the burst).
+        for mode in ["spread", "burst"] {
+            let list = "\(namespace):bench:lateness:\(mode)"
+            let before = try processed()
+            var scheduled = 0
+            while scheduled < delayed {
+                let n = mode == "spread" ? 1 : min(500, delayed - scheduled)
+                let due = wallMicros() + 2_000_000
+                try queue.enqueue((0..<n).map { _ in
+                    NewJob(kind: "probe", payload: "{\"list\":\"\(list)\",\"due_us\":\(due)}", queue: "default", delayMilliseconds: 2_000)
+                }, on: redis)
+                scheduled += n
+            }
+            try waitFor { try processed() >= before + delayed }
+            let lateness = try readMicros(list, on: redis)
+            emit("queue-delayed", [("mode", mode), ("jobs", "\(lateness.count)"), ("due_in_s", "2"),
+                                   ("lateness_p50_ms", fmt(percentile(lateness, 50) / 1000, 2)),
+                                   ("lateness_p99_ms", fmt(percentile(lateness, 99) / 1000, 2)),
+                                   ("min_ms", fmt((lateness.first ?? .nan) / 1000, 2)), ("max_ms", fmt((lateness.last ?? .nan) / 1000, 2))])
+            _ = try redis.execute("DEL", .string(list))
         }
-        try waitFor { try processed() >= baseline2 + delayed }
-        let lateness = try readMicros(lateList, on: redis)
-        emit("queue-delayed", [("jobs", "\(lateness.count)"), ("due_in_s", "2"),
-                               ("lateness_p50_ms", fmt(percentile(lateness, 50) / 1000, 2)),
-                               ("lateness_p99_ms", fmt(percentile(lateness, 99) / 1000, 2)),
-                               ("max_ms", fmt((lateness.last ?? .nan) / 1000, 2))])
 
         // 5. RSS, then stop everything
         for (i, w) in workers.enumerated() {
@@ -260,7 +296,7 @@ struct BenchQueueCommand: AsyncParsableCommand {
         }
         emit("queue-shutdown", [("exit_codes", exitCodes.joined(separator: ","))])
         try queue.destroy(on: redis)
-        _ = try redis.execute("DEL", .string(latencyList), .string(lateList))
+        _ = try redis.execute("DEL", .string(latencyList))
     }
 
     private func waitFor(_ condition: () throws -> Bool) throws {
