@@ -1,0 +1,123 @@
+import Foundation
+
+/// A dynamically typed value: what contact attributes, event properties, template contexts and expression
+/// results are made of. JSON-shaped, plus timestamps (kept as seconds since 1970, UTC).
+public enum Value: Sendable, Hashable, CustomStringConvertible {
+    case null
+    case bool(Bool)
+    case number(Double)
+    case string(String)
+    case time(Date)
+    case array([Value])
+    case object([String: Value])
+
+    /// Converts what `JSONSerialization` produces (NSNumber, NSString, NSArray, NSDictionary, NSNull).
+    public init(json: Any?) {
+        switch json {
+        case nil, is NSNull: self = .null
+        case let n as NSNumber:
+            // JSONSerialization's booleans are a distinct NSNumber subclass (objCType "c" with a Boolean type name).
+            if String(describing: type(of: n)).contains("Boolean") { self = .bool(n.boolValue) } else { self = .number(n.doubleValue) }
+        case let s as String: self = .string(s)
+        case let a as [Any]: self = .array(a.map { Value(json: $0) })
+        case let o as [String: Any]: self = .object(o.mapValues { Value(json: $0) })
+        case let b as Bool: self = .bool(b)
+        case let i as Int: self = .number(Double(i))
+        case let d as Double: self = .number(d)
+        default: self = .string("\(json!)")
+        }
+    }
+
+    /// Parses JSON text into a value (throws on malformed JSON).
+    public init(jsonText: String) throws {
+        let object = try JSONSerialization.jsonObject(with: Data(jsonText.utf8), options: [.fragmentsAllowed])
+        self.init(json: object)
+    }
+
+    /// The value as a Foundation JSON object (times become ISO-8601 strings).
+    public var jsonObject: Any {
+        switch self {
+        case .null: return NSNull()
+        case .bool(let b): return b
+        case .number(let n): return n.rounded() == n && abs(n) < 1e15 ? NSNumber(value: Int64(n)) : NSNumber(value: n)
+        case .string(let s): return s
+        case .time(let d): return Value.iso8601(d)
+        case .array(let a): return a.map(\.jsonObject)
+        case .object(let o): return o.mapValues(\.jsonObject)
+        }
+    }
+
+    /// Compact JSON text with sorted keys.
+    public var jsonText: String {
+        guard let data = try? JSONSerialization.data(withJSONObject: jsonObject, options: [.fragmentsAllowed, .sortedKeys, .withoutEscapingSlashes]) else { return "null" }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    /// `a.b.c` lookup through objects (nil when any step is missing or not an object).
+    public subscript(path path: [String]) -> Value? {
+        var current = self
+        for key in path {
+            guard case .object(let o) = current, let next = o[key] else { return nil }
+            current = next
+        }
+        return current
+    }
+
+    public subscript(key: String) -> Value? {
+        if case .object(let o) = self { return o[key] }
+        return nil
+    }
+
+    public var isNull: Bool { if case .null = self { return true }; return false }
+
+    /// Liquid/expression truthiness: only `false` and `null` are false.
+    public var isTruthy: Bool {
+        switch self {
+        case .null: return false
+        case .bool(let b): return b
+        default: return true
+        }
+    }
+
+    public var stringValue: String? { if case .string(let s) = self { return s }; return nil }
+    public var numberValue: Double? { if case .number(let n) = self { return n }; return nil }
+
+    /// How the value prints in a template: numbers without a needless `.0`, times as ISO-8601, null as "".
+    public var description: String {
+        switch self {
+        case .null: return ""
+        case .bool(let b): return b ? "true" : "false"
+        case .number(let n): return Value.format(number: n)
+        case .string(let s): return s
+        case .time(let d): return Value.iso8601(d)
+        case .array(let a): return a.map(\.description).joined()
+        case .object: return jsonText
+        }
+    }
+
+    public static func format(number n: Double) -> String {
+        if n.isNaN || n.isInfinite { return String(n) }
+        if n.rounded() == n && abs(n) < 1e15 { return String(Int64(n)) }
+        return String(n)
+    }
+
+    public static func iso8601(_ date: Date) -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime]
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        return formatter.string(from: date)
+    }
+
+    /// Parses ISO-8601 timestamps (`2026-11-22T10:00:00Z`, with fractional seconds or an offset, or a bare date).
+    public static func parseTime(_ text: String) -> Date? {
+        let full = ISO8601DateFormatter()
+        full.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        if let d = full.date(from: text) { return d }
+        let plain = ISO8601DateFormatter()
+        plain.formatOptions = [.withInternetDateTime]
+        if let d = plain.date(from: text) { return d }
+        let day = ISO8601DateFormatter()
+        day.formatOptions = [.withFullDate]
+        return day.date(from: text)
+    }
+}
