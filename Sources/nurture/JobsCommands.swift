@@ -61,13 +61,13 @@ struct JobsEnqueueCommand: AsyncParsableCommand {
     func validate() throws {
         guard count >= 1 else { throw ValidationError("--count must be at least 1") }
         guard maxAttempts >= 1 else { throw ValidationError("--max-attempts must be at least 1") }
-        guard (try? JSONSerialization.jsonObject(with: Data(payload.utf8), options: [.fragmentsAllowed])) != nil else {
-            throw ValidationError("--payload is not valid JSON: \(payload)")
-        }
         do { try JobQueue.validate(queue: queue) } catch { throw ValidationError("--queue: \(error)") }
     }
 
     func run() async throws {
+        guard (try? JSONSerialization.jsonObject(with: Data(payload.utf8), options: [.fragmentsAllowed])) != nil else {
+            throw UserError("--payload is not valid JSON: \(payload)")
+        }
         let config = try connection.config()
         let redis = try connection.redis(config)
         let queueClient = JobQueue(namespace: config.namespace)
