@@ -80,5 +80,6 @@ let package = Package(
         .testTarget(name: "TransportTests", dependencies: ["Transport", "TestSupport"], exclude: ["Fixtures"],
                     swiftSettings: swiftSettings),
         .testTarget(name: "StoreTests", dependencies: ["Store", "Postgres", "Runtime", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "JobQueueTests", dependencies: ["JobQueue", "Runtime", "Redis", "NurtureCore", "TestSupport"], swiftSettings: swiftSettings),
     ]
 )
