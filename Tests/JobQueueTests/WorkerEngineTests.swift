@@ -174,9 +174,10 @@ import TestSupport
         var registry = JobHandlerRegistry()
         registry.register("record") { context in
             recorder.record(context.job.id)
-            Thread.sleep(forTimeInterval: 0.002)
+            Thread.sleep(forTimeInterval: 0.003)
         }
-        let initial = 2000
+        // ~4.5 s of work for 4 slots, so the restart (after the first 400) lands mid-run even on a loaded machine.
+        let initial = 6000
         var expected = Set<String>()
         for chunk in stride(from: 0, to: initial, by: 500) {
             let jobs = (chunk..<min(initial, chunk + 500)).map { NewJob(kind: "record", id: "pre-\($0)") }

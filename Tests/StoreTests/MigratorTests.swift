@@ -83,7 +83,7 @@ import TestSupport
         let db = try database.connect()
         _ = try Migrator().migrate(db)
         let created = try db.query("SELECT nurture_ensure_event_partitions($1, $2)",
-                                   [.timestamp(Date(timeIntervalSince1970: 1_893_456_000)), .timestamp(Date(timeIntervalSince1970: 1_898_640_000))])
+                                   [.timestamp(Date(timeIntervalSince1970: 1_893_456_000)), .timestamp(Date(timeIntervalSince1970: 1_898_553_600))])
             .rows[0][0].int
         #expect(created == 2)   // 2030-01 and 2030-02
         try db.execute("""
