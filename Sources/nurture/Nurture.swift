@@ -19,7 +19,7 @@ struct Nurture: AsyncParsableCommand {
         version: "0.1.0",
         subcommands: [
             MigrateCommand.self, SchedulerCommand.self, WorkerCommand.self,
-            JobsCommand.self, QueuesCommand.self, DLQCommand.self, ClockCommand.self, BenchCommand.self,
+            JobsCommand.self, QueuesCommand.self, DLQCommand.self, ClockCommand.self, BenchCommand.self, TemplatesCommand.self,
         ]
     )
 }
