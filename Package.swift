@@ -49,7 +49,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
 
         // ── pure domain logic: no I/O ──
-        .target(name: "Domain", dependencies: [], swiftSettings: swiftSettings),
+        .target(name: "Domain", dependencies: [.product(name: "Yams", package: "Yams")], swiftSettings: swiftSettings),
 
         // ── runtime: config, clock, logging, services ──
         .target(name: "Runtime", dependencies: [
@@ -83,6 +83,8 @@ let package = Package(
         .testTarget(name: "JobQueueTests", dependencies: ["JobQueue", "Runtime", "Redis", "NurtureCore", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "DomainTests", dependencies: ["Domain"], swiftSettings: swiftSettings),
         .testTarget(name: "CLITests", dependencies: ["NurtureCore", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "DefinitionsStoreTests", dependencies: ["Domain", "Store", "Postgres", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "IngestTests", dependencies: ["Runtime", "Store", "Domain", "Redis", "Postgres", "JobQueue", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "ExpressionSQLTests", dependencies: ["Domain", "Store", "Postgres", "TestSupport"], swiftSettings: swiftSettings),
     ]
 )

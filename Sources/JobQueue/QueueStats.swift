@@ -99,8 +99,9 @@ extension JobQueue {
     }
 
     /// Puts dead letters back on their queue with a fresh attempt count: one job by id, or all of a queue's.
-    public func retryDeadLetters(queue: String? = nil, id: String? = nil, on redis: RedisConnection) throws -> Int {
-        let queues = try queue.map { [$0] } ?? knownQueues(on: redis)
+    public func retryDeadLetters(queue: String? = nil, id: String? = nil, except: Set<String> = [],
+                                 on redis: RedisConnection) throws -> Int {
+        let queues = try (queue.map { [$0] } ?? knownQueues(on: redis)).filter { !except.contains($0) }
         var total = 0
         for q in queues {
             let reply = try redis.evaluate(QueueScripts.redrive, keys: [.string(keys.dead(q)), .string(keys.deadIndex(q)), .string(keys.stream(q))],

@@ -220,9 +220,34 @@ struct DLQRetryCommand: AsyncParsableCommand {
 
     func run() async throws {
         let config = try connection.config()
-        let n = try JobQueue(namespace: config.namespace).retryDeadLetters(queue: queue, id: id, on: try connection.redis(config))
+        let redis = try connection.redis(config)
+        let jobs = JobQueue(namespace: config.namespace)
+        var n = 0
+        // Malformed events are not jobs: they go back to the events stream as the app server wrote them.
+        if queue == nil || queue == IngestOptions.deadQueue {
+            n += try redriveDeadEvents(jobs, namespace: config.namespace, redis: redis)
+        }
+        if queue != IngestOptions.deadQueue {
+            n += try jobs.retryDeadLetters(queue: queue, id: id, except: [IngestOptions.deadQueue], on: redis)
+        }
         if n == 0, id != nil { throw UserError("no dead letter with id \(id!)\(queue.map { " in queue \($0)" } ?? "")") }
-        print("re-enqueued \(n) job(s)")
+        print("re-enqueued \(n) dead letter(s)")
+    }
+
+    /// XADDs dead-lettered events' payloads back onto `<ns>:events` (e.g. after fixing the app that sent them).
+    private func redriveDeadEvents(_ jobs: JobQueue, namespace: String, redis: RedisConnection) throws -> Int {
+        let letters = try jobs.deadLetters(queue: IngestOptions.deadQueue, limit: 100_000, on: redis)
+            .filter { id == nil || $0.id == id }
+        if letters.isEmpty { return 0 }
+        let stream = IngestOptions.streamKey(namespace: namespace)
+        var commands: [RedisCommand] = []
+        for letter in letters {
+            commands.append(RedisCommand("XADD", .string(stream), "*", "payload", .string(letter.payload)))
+            commands.append(RedisCommand("HDEL", .string(jobs.keys.dead(IngestOptions.deadQueue)), .string(letter.id)))
+            commands.append(RedisCommand("ZREM", .string(jobs.keys.deadIndex(IngestOptions.deadQueue)), .string(letter.id)))
+        }
+        for reply in try redis.pipeline(commands) { try reply.orThrow() }
+        return letters.count
     }
 }
 

@@ -21,6 +21,9 @@ struct WorkerCommand: AsyncParsableCommand {
             SIGTERM / SIGINT: stop fetching, let in-flight jobs finish for --grace, hand back the rest, exit 0.
             With NURTURE_METRICS_PORT set, serves Prometheus /metrics and /healthz on that port.
             Scale by running more processes (any host) and/or raising --concurrency.
+            Unless --no-ingest, also consumes the events stream <namespace>:events (consumer group `ingest`):
+            batches of --ingest-batch entries are committed to PostgreSQL in one transaction, then acknowledged;
+            malformed entries go to the dead letters (`nurture dlq list --queue events`).
             """)
 
     @OptionGroup var connection: ConnectionOptions
@@ -37,8 +40,15 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "Lease: a worker silent this long is presumed dead and its jobs are reclaimed (e.g. 5s).")
     var lease: String = "5s"
 
+    @Flag(help: "Do not consume the events stream (<namespace>:events) in this process.")
+    var noIngest = false
+
+    @Option(help: "Events read and committed per ingest batch.")
+    var ingestBatch: Int = 500
+
     func validate() throws {
         guard (1...1024).contains(concurrency) else { throw ValidationError("--concurrency must be 1-1024") }
+        guard (1...10_000).contains(ingestBatch) else { throw ValidationError("--ingest-batch must be 1-10000") }
         for q in queues.split(separator: ",") {
             do { try JobQueue.validate(queue: String(q)) } catch { throw ValidationError("--queues: \(error)") }
         }
@@ -58,7 +68,15 @@ struct WorkerCommand: AsyncParsableCommand {
         let clock = InstallationClock(timeTravelAllowed: config.allowTimeTravel)
         let engine = WorkerEngine(options: options, registry: Handlers.registry(config: config), clock: clock)
         let logger = Logger(label: "nurture.worker")
-        var services: [any Service] = [EngineService(name: "worker", start: { try engine.start() }, stop: { engine.stop() })]
+        var ingestOptions = IngestOptions()
+        ingestOptions.namespace = config.namespace
+        ingestOptions.redis = config.redisConfig
+        ingestOptions.databaseURL = config.databaseURL
+        ingestOptions.batchSize = ingestBatch
+        ingestOptions.consumerName = options.consumerName
+        let ingest: IngestEngine? = noIngest ? nil : IngestEngine(options: ingestOptions, clock: clock)
+        var services: [any Service] = [EngineService(name: "worker", start: { try engine.start(); try ingest?.start() },
+                                                     stop: { ingest?.stop(); engine.stop() })]
         if let port = config.metricsPort {
             let concurrency = options.concurrency
             services.append(MetricsEndpoint(port: port, health: {
