@@ -96,8 +96,9 @@ struct TransactionTests {
         }
         let attemptsPerThread = try results.map { try $0.get() }
         #expect(errors.current.isEmpty)
-        #expect(attemptsPerThread.sorted() == [1, 2], "the deadlock victim ran twice")
-        #expect(attempts.current == 3)
+        // The victim ran again (on a loaded machine its retry can meet the winner once more, so "at least").
+        #expect(attemptsPerThread.min() == 1 && (attemptsPerThread.max() ?? 0) >= 2, "the deadlock victim ran again: \(attemptsPerThread)")
+        #expect(attempts.current == attemptsPerThread.reduce(0, +))
         #expect(try setup.query("SELECT sum(balance) AS s FROM accounts").rows[0]["s"].int == 200)
     }
 
