@@ -111,8 +111,9 @@ private let day = 86_400.0
 
     /// Every condition in the acceptance examples parses and type-checks (segments without an event).
     @Test func acceptanceExamplesCheck() throws {
+        // The repo's copy of ../shared/examples (the acceptance examples).
         let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("shared/examples")
+            .deletingLastPathComponent().appendingPathComponent("examples")
         let files = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasSuffix(".yaml") }
         #expect(!files.isEmpty)
         var checked = 0
