@@ -85,6 +85,7 @@ let package = Package(
         .testTarget(name: "CLITests", dependencies: ["NurtureCore", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "DefinitionsStoreTests", dependencies: ["Domain", "Store", "Postgres", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "IngestTests", dependencies: ["Runtime", "Store", "Domain", "Redis", "Postgres", "JobQueue", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "ContactsTests", dependencies: ["Store", "Postgres", "Runtime", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "ExpressionSQLTests", dependencies: ["Domain", "Store", "Postgres", "TestSupport"], swiftSettings: swiftSettings),
     ]
 )
