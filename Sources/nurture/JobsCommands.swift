@@ -205,18 +205,25 @@ struct DLQListCommand: AsyncParsableCommand {
     }
 }
 
+/// Which dead letters `dlq retry` / `dlq purge` act on: one id, or `--all` (optionally of one `--queue`).
+struct DeadLetterSelection: ParsableArguments {
+    @Argument(help: "The dead letter's job id (for events: the stream entry id).") var id: String?
+    @Flag(help: "Every dead letter (of --queue, or of every queue).") var all = false
+    @Option(help: "Only this queue (`events` for malformed events).") var queue: String?
+
+    func validate() throws {
+        guard (id != nil) != all else { throw ValidationError("give a job id or --all (not both)") }
+    }
+}
+
 struct DLQRetryCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "retry", abstract: "Put dead letters back on their queue with a fresh attempt count.",
         discussion: "Give a job id, or --all (optionally with --queue).")
     @OptionGroup var connection: ConnectionOptions
-    @Argument(help: "The dead letter's job id.") var id: String?
-    @Flag(help: "Every dead letter (of --queue, or of every queue).") var all = false
-    @Option(help: "Only this queue.") var queue: String?
-
-    func validate() throws {
-        guard (id != nil) != all else { throw ValidationError("give a job id or --all (not both)") }
-    }
+    @OptionGroup var selection: DeadLetterSelection
+    var id: String? { selection.id }
+    var queue: String? { selection.queue }
 
     func run() async throws {
         let config = try connection.config()
@@ -256,13 +263,9 @@ struct DLQPurgeCommand: AsyncParsableCommand {
         commandName: "purge", abstract: "Delete dead letters for good.",
         discussion: "Give a job id, or --all (optionally with --queue).")
     @OptionGroup var connection: ConnectionOptions
-    @Argument(help: "The dead letter's job id.") var id: String?
-    @Flag(help: "Every dead letter (of --queue, or of every queue).") var all = false
-    @Option(help: "Only this queue.") var queue: String?
-
-    func validate() throws {
-        guard (id != nil) != all else { throw ValidationError("give a job id or --all (not both)") }
-    }
+    @OptionGroup var selection: DeadLetterSelection
+    var id: String? { selection.id }
+    var queue: String? { selection.queue }
 
     func run() async throws {
         let config = try connection.config()
