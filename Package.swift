@@ -86,6 +86,8 @@ let package = Package(
         .testTarget(name: "DefinitionsStoreTests", dependencies: ["Domain", "Store", "Postgres", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "IngestTests", dependencies: ["Runtime", "Store", "Domain", "Redis", "Postgres", "JobQueue", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "ContactsTests", dependencies: ["Store", "Postgres", "Runtime", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "SegmentStoreTests", dependencies: ["Domain", "Store", "Postgres", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "ReportTests", dependencies: ["Domain", "Store", "Postgres", "Runtime", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "ExpressionSQLTests", dependencies: ["Domain", "Store", "Postgres", "TestSupport"], swiftSettings: swiftSettings),
     ]
 )

@@ -71,6 +71,8 @@ public struct IngestResult: Sendable, Equatable {
     /// Contacts changed by this batch (created, updated, survivors of merges), ascending.
     public var affectedContacts: [Int64]
     public var merges: [ContactMerge]
+    /// Contacts created by this batch.
+    public var createdContacts: [Int64] = []
     public var newCount: Int { outcomes.filter { $0 == .new }.count }
     public var duplicateCount: Int { outcomes.count - newCount }
 }
@@ -94,9 +96,17 @@ public struct IngestResult: Sendable, Equatable {
 public struct IngestStore: Sendable {
     public init() {}
 
-    public func ingest(_ records: [IngestRecord], receivedAt: Date, on db: PostgresConnection) throws -> IngestResult {
+    /// Ingests `records` in one transaction. `then`, if given, runs inside the same transaction after everything
+    /// is written (scoring, lifecycle and segment maintenance), so what it derives commits or rolls back with the
+    /// events. On a retried transaction (serialization failure) both run again.
+    public func ingest(_ records: [IngestRecord], receivedAt: Date, on db: PostgresConnection,
+                       then: ((IngestResult, PostgresConnection) throws -> Void)? = nil) throws -> IngestResult {
         if records.isEmpty { return IngestResult(outcomes: [], contactIDs: [], affectedContacts: [], merges: []) }
-        return try db.transaction { db in try ingestInTransaction(records, receivedAt: receivedAt, db: db) }
+        return try db.transaction { db in
+            let result = try ingestInTransaction(records, receivedAt: receivedAt, db: db)
+            if let then, result.newCount > 0 { try then(result, db) }
+            return result
+        }
     }
 
     private struct Key: Hashable {
@@ -127,6 +137,7 @@ public struct IngestStore: Sendable {
             if let p = r.previousId { lookup("user_id", p); lookup("anonymous_id", p) }
         }
         let userIDs = lookupKinds.indices.filter { lookupKinds[$0] == "user_id" }.map { lookupValues[$0] }
+        let anonymousIDs = lookupKinds.indices.filter { lookupKinds[$0] == "anonymous_id" }.map { lookupValues[$0] }
         let claim = try db.pipeline([
             ("SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT DISTINCT hashtextextended('nurture.identity:' || v, 0) AS h FROM unnest($1::text[]) AS v ORDER BY 1) AS s",
              [.textArray(lockNames.sorted().map { Optional($0) })]),
@@ -139,15 +150,12 @@ public struct IngestStore: Sendable {
              """,
              [.textArray(unique.map { records[$0].messageId }), .textArray(unique.map { records[$0].eventName == nil ? "f" : "t" }),
               .textArray(unique.map { time.format(records[$0].occurredAt) })]),
+            // Two index scans on the primary key (kind, value); a join with unnest() gets hashed against the whole table.
             ("""
              SELECT i.kind, i.value, i.contact_id FROM identities i
-             JOIN unnest($1::text[], $2::text[]) AS u(k, v) ON i.kind = u.k AND i.value = u.v
-             UNION
-             SELECT 'user_id', c.external_id, c.id FROM contacts c
-             WHERE c.external_id = ANY($3::text[]) AND c.merged_into IS NULL
-               AND NOT EXISTS (SELECT 1 FROM identities i WHERE i.kind = 'user_id' AND i.value = c.external_id)
+             WHERE (i.kind = 'user_id' AND i.value = ANY($1::text[])) OR (i.kind = 'anonymous_id' AND i.value = ANY($2::text[]))
              """,
-             [.textArray(lookupKinds), .textArray(lookupValues), .textArray(userIDs)]),
+             [.textArray(userIDs), .textArray(anonymousIDs)]),
         ])
         var eventIDs: [String: Int64] = [:]
         for row in claim[1].rows { eventIDs[row[0].string ?? ""] = row[1].int ?? 0 }
@@ -291,7 +299,7 @@ public struct IngestStore: Sendable {
         var contactIDs = [Int64?](repeating: nil, count: records.count)
         for (i, c) in contactOfRecord { contactIDs[i] = c }
         return IngestResult(outcomes: outcomes, contactIDs: contactIDs,
-                            affectedContacts: Set(contactOfRecord.values).sorted(), merges: merges)
+                            affectedContacts: Set(contactOfRecord.values).sorted(), merges: merges, createdContacts: newIDs)
     }
 
     private func mergeStatements(_ merges: [ContactMerge], now: PostgresValue, triggeredBy: [String]) -> [(String, [PostgresValue])] {
@@ -445,8 +453,9 @@ struct ContactDelta {
 }
 
 /// ISO-8601 UTC with microseconds (PostgreSQL's precision), for timestamps sent inside text arrays.
-struct TimestampText {
-    func format(_ date: Date) -> String {
+public struct TimestampText: Sendable {
+    public init() {}
+    public func format(_ date: Date) -> String {
         var micros = Int64((date.timeIntervalSince1970 * 1_000_000).rounded())
         var seconds = micros / 1_000_000
         micros %= 1_000_000

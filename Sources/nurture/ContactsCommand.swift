@@ -53,7 +53,8 @@ struct ContactsImportCommand: AsyncParsableCommand {
             their own fields, `tags` is split on `;` or `|` (tags are added), every other column becomes a text
             attribute (an empty cell leaves the attribute as it is). RFC 4180 quoting, CRLF and a UTF-8 BOM are
             accepted. Bad rows are reported as FILE:LINE: reason on stderr and skipped; the exit code is 1 only
-            when the file cannot be read or has no usable header.
+            when the file cannot be read or has no usable header. Afterwards every segment is re-evaluated and
+            contacts without a lifecycle stage get the initial one (--no-segments leaves that to the scheduler).
 
             Example:
               id,email,first_name,plan,tags
@@ -62,6 +63,8 @@ struct ContactsImportCommand: AsyncParsableCommand {
     @OptionGroup var connection: ConnectionOptions
     @Argument(help: "The CSV file.") var file: String
     @Option(help: "Rows per transaction.") var batch: Int = 10_000
+    @Flag(help: "Do not re-evaluate segments and initial lifecycle stages after the import (the scheduler's scan will).")
+    var noSegments = false
 
     func validate() throws {
         if batch < 1 { throw ValidationError("--batch must be at least 1") }
@@ -85,6 +88,16 @@ struct ContactsImportCommand: AsyncParsableCommand {
         for issue in report.issues { ContactsCLI.stderr("\(file):\(issue.line): \(issue.reason)\n") }
         ContactsCLI.stderr("imported \(report.imported), updated \(report.updated), skipped \(report.skipped)"
                            + (report.skipped > 0 ? " (see above)" : "") + "\n")
+        if report.imported + report.updated > 0 && !noSegments {
+            // Imported contacts change without events: bring segments and initial stages up to date now.
+            let started = Date()
+            let scan = try BehaviourScan().run(now: clock.now(), on: db, everything: true)
+            if scan.ran && (!scan.segments.isEmpty || scan.stageChanges > 0) {
+                let entered = scan.segments.values.reduce(0) { $0 + $1.entered }, exited = scan.segments.values.reduce(0) { $0 + $1.exited }
+                ContactsCLI.stderr("segments: \(scan.segments.count) re-evaluated (\(entered) entries, \(exited) exits), "
+                                   + "lifecycle: \(scan.stageChanges) stage changes, in \(String(format: "%.1f", Date().timeIntervalSince(started))) s\n")
+            }
+        }
     }
 }
 

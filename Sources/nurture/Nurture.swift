@@ -20,7 +20,7 @@ struct Nurture: AsyncParsableCommand {
         subcommands: [
             MigrateCommand.self, SchedulerCommand.self, WorkerCommand.self,
             JobsCommand.self, QueuesCommand.self, DLQCommand.self, ClockCommand.self, BenchCommand.self, TemplatesCommand.self,
-            ValidateCommand.self, ApplyCommand.self, EventsCommand.self, ContactsCommand.self,
+            ValidateCommand.self, ApplyCommand.self, EventsCommand.self, ContactsCommand.self, SegmentsCommand.self, ReportCommand.self,
         ]
     )
 }

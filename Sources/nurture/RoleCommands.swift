@@ -3,6 +3,7 @@ import Foundation
 import Hummingbird
 import JobQueue
 import Logging
+import NurtureCore
 import Postgres
 import Runtime
 import ServiceLifecycle
@@ -96,7 +97,9 @@ struct SchedulerCommand: AsyncParsableCommand {
         discussion: """
             Moves due delayed jobs (retries, `jobs enqueue --in`) into their queues in atomic batches (a Lua
             script), reclaims jobs of workers whose lease expired, dead-letters jobs that keep killing workers,
-            and runs periodic tasks (event partitions ahead of time, ...), each tick on one scheduler only.
+            and runs periodic tasks, each tick on one scheduler only: event partitions ahead of time; new or changed
+            segments built over every contact; time-relative segments (now(), within:) and lifecycle rules
+            re-evaluated every --scan-interval of business time and right after the clock jumps; initial stages.
             Any number of schedulers may run at once: every due item is enqueued exactly once.
             SIGTERM / SIGINT: stops within a second, exit 0. NURTURE_METRICS_PORT serves /metrics and /healthz.
             """)
@@ -106,6 +109,10 @@ struct SchedulerCommand: AsyncParsableCommand {
     @Flag(help: "Skip periodic PostgreSQL tasks (a Redis-only scheduler, e.g. for queue benchmarks).")
     var noPeriodic = false
 
+    @Option(help: ArgumentHelp("Business time between re-evaluations of time-relative segments and lifecycle rules (e.g. 30s, 5m).",
+                               discussion: "A jump of the installation clock (nurture clock advance) triggers one at once."))
+    var scanInterval: String = "60s"
+
     func run() async throws {
         let config = try connection.config()
         NurtureMetrics.bootstrap()
@@ -114,8 +121,13 @@ struct SchedulerCommand: AsyncParsableCommand {
         options.redis = config.redisConfig
         options.databaseURL = config.databaseURL
         options.runPeriodicTasks = !noPeriodic
+        guard let ms = try? DurationText.milliseconds(scanInterval), ms >= 1_000 else {
+            throw UserError("--scan-interval: '\(scanInterval)' is not a duration of at least 1s (e.g. 30s, 5m)")
+        }
+        let interval = Double(ms) / 1000
         let clock = InstallationClock(timeTravelAllowed: config.allowTimeTravel)
-        let engine = SchedulerEngine(options: options, clock: clock)
+        let engine = SchedulerEngine(options: options, tasks: [.eventPartitions, .behaviourScan(BehaviourScan(intervalSeconds: interval))],
+                                     clock: clock)
         let logger = Logger(label: "nurture.scheduler")
         var services: [any Service] = [EngineService(name: "scheduler", start: { try engine.start() }, stop: { engine.stop() })]
         if let port = config.metricsPort {

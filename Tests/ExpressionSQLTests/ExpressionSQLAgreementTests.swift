@@ -113,6 +113,13 @@ private struct ConditionGenerator {
         }
     }
 
+    /// `in_segment("...") and X`, in either order.
+    mutating func guarded(_ depth: Int) -> String {
+        let segment = "in_segment(\"\(data.pick(["frequent-buyers", "dormant"]))\")"
+        let rest = bool(depth - 1)
+        return data.chance(0.5) ? "\(segment) and \(rest)" : "\(rest) and \(segment)"
+    }
+
     mutating func op() -> String { data.pick(["==", "!=", "<", "<=", ">", ">="]) }
 
     mutating func leaf(_ depth: Int) -> String {
@@ -198,7 +205,8 @@ private struct ConditionGenerator {
 }
 
 @Suite struct ExpressionSQLAgreementTests {
-    /// For ~2000 random conditions and ~300 random contacts, the SQL predicate and the evaluator agree on every pair.
+    /// For ~2000 random conditions and ~300 random contacts, both SQL predicates (`compile` and `compileScan`) and
+    /// the evaluator agree on every pair.
     @Test func sqlAgreesWithEvaluator() throws {
         let database = try TestDatabase.create(prefix: "expr")
         defer { database.drop() }
@@ -247,13 +255,55 @@ private struct ConditionGenerator {
             ($0.id, ($0.object, InMemoryHistory(events: $0.events, segments: $0.segments)))
         })
         var generator = ConditionGenerator(data: DataGenerator(rng: SeededRandom(seed: seed &+ 7)))
+        var ranges = DataGenerator(rng: SeededRandom(seed: seed &+ 11))
+        let ids = contacts.map(\.id)
         var failures: [String] = []
         var mixed = 0
+        // How many conditions took each scan-mode path: aggregate joins, aggregates guarded by an in_segment
+        // conjunct, correlated fallback (a `where:` reading the contact).
+        var aggregated = 0, guarded = 0, fallback = 0
         let total = 2000
+        let options = SQLCompilerOptions(scoreName: "engagement", scoreHalfLife: halfLife)
+
+        /// Runs one compiled predicate over the contacts with ids in `range` and compares each row with the
+        /// evaluator (with `event`). Returns how many contacts matched, nil when it disagreed or failed.
+        func agrees(_ mode: String, _ source: String, _ condition: Condition, event: ExpressionEvent?, query: String,
+                    _ parameters: [PostgresValue], range: ClosedRange<Int64>) -> Int? {
+            let rows: [PostgresRow]
+            do {
+                rows = try db.query(query, parameters).rows
+            } catch {
+                failures.append("\(mode) SQL failed for \(source): \(error)\n\(query)")
+                return nil
+            }
+            let expectedIDs = ids.filter { range.contains($0) }
+            guard rows.map({ $0[0].int! }) == expectedIDs else {
+                failures.append("\(mode) SQL returned \(rows.count) rows for \(expectedIDs.count) contacts: \(source)\n  sql: \(query)")
+                return nil
+            }
+            var trues = 0
+            for row in rows {
+                let id = row[0].int!
+                guard let sqlResult = row[1].bool else {
+                    failures.append("\(mode) SQL gave NULL for contact \(id): \(source)")
+                    return nil
+                }
+                let (contact, history) = contexts[id]!
+                let expected = condition.matches(in: EvaluationContext(contact: contact, event: event, now: now, history: history))
+                if expected { trues += 1 }
+                if expected != sqlResult {
+                    failures.append("\(mode): contact \(id): evaluator \(expected), SQL \(sqlResult): \(source)\n  contact: \(contact.jsonText)\n  sql: \(query)")
+                    return nil
+                }
+            }
+            return trues
+        }
+
         for n in 0..<total {
             let withEvent = n % 10 == 0
             generator.allowEvent = withEvent
-            let source = generator.bool(3)
+            // One condition in eight is guarded by a segment (scan mode then aggregates for its members only).
+            let source = n % 8 == 5 ? generator.guarded(3) : generator.bool(3)
             let condition: Condition
             do {
                 condition = try Condition(source, scope: withEvent ? .event : .contact)
@@ -262,37 +312,40 @@ private struct ConditionGenerator {
                 continue
             }
             let event = withEvent ? generator.data.event(at: generator.data.pastTime(maxDays: 3)) : nil
-            let (sql, parameters) = SQLCompiler.compile(condition, contactAlias: "c", now: now, event: event,
-                                                        options: SQLCompilerOptions(scoreName: "engagement", scoreHalfLife: halfLife))
-            let rows: [PostgresRow]
-            do {
-                rows = try db.query("SELECT c.id, (\(sql)) FROM contacts c ORDER BY c.id", parameters.map(sqlValue)).rows
-            } catch {
-                failures.append("SQL failed for \(source): \(error)\n\(sql)")
-                continue
+
+            // Correlated (per-contact) mode, over every contact.
+            let (sql, parameters) = SQLCompiler.compile(condition, contactAlias: "c", now: now, event: event, options: options)
+            if let trues = agrees("compile", source, condition, event: event, query: "SELECT c.id, (\(sql)) FROM contacts c ORDER BY c.id",
+                                  parameters.map(sqlValue), range: ids.first!...ids.last!),
+               trues > 0 && trues < ids.count {
+                mixed += 1
             }
-            var trues = 0
-            for row in rows {
-                let id = row[0].int!
-                guard let sqlResult = row[1].bool else {
-                    failures.append("SQL gave NULL for contact \(id): \(source)")
-                    break
-                }
-                let (contact, history) = contexts[id]!
-                let expected = condition.matches(in: EvaluationContext(contact: contact, event: event, now: now, history: history))
-                if expected { trues += 1 }
-                if expected != sqlResult {
-                    failures.append("contact \(id): evaluator \(expected), SQL \(sqlResult): \(source)\n  contact: \(contact.jsonText)\n  sql: \(sql)")
-                    break
-                }
+
+            // Scan mode (no triggering event: `event.*` is null), over every contact half of the time and over a
+            // random id range otherwise, with the aggregates restricted to that range ($1, $2).
+            var scanOptions = options
+            scanOptions.firstParameterIndex = 3
+            let scan = SQLCompiler.compileScan(condition, contactAlias: "c", now: now, options: scanOptions,
+                                               contactRange: SQLContactRange(lower: "$1::int8", upper: "$2::int8"))
+            if scan.joins.contains("nurture_agg") { aggregated += 1 }
+            if scan.joins.contains("nurture_guard") { guarded += 1 }
+            if scan.predicate.contains("nurture_event") { fallback += 1 }
+            var range = ids.first!...ids.last!
+            if ranges.chance(0.5) {
+                let a = ranges.pick(ids), b = ranges.pick(ids)
+                range = min(a, b)...max(a, b)
             }
-            if trues > 0 && trues < rows.count { mixed += 1 }
+            _ = agrees("compileScan", source, condition, event: nil,
+                       query: "SELECT c.id, (\(scan.predicate)) FROM contacts c \(scan.joins) WHERE c.id BETWEEN $1 AND $2 ORDER BY c.id",
+                       [.int(range.lowerBound), .int(range.upperBound)] + scan.parameters.map(sqlValue), range: range)
             if failures.count >= 10 { break }
         }
         #expect(failures.isEmpty, "\(failures.count) disagreements:\n\(failures.joined(separator: "\n"))")
         // The data and the grammar are rich enough that many conditions split the contacts.
         #expect(mixed > total / 4, "only \(mixed) of \(total) conditions split the contacts")
-        print("expression agreement (seed \(seed)): \(total) conditions x \(contacts.count) contacts, \(mixed) split the contacts")
+        #expect(aggregated > total / 5 && guarded > total / 40 && fallback > 0, "scan paths: \(aggregated) aggregated, \(guarded) guarded, \(fallback) fallback")
+        print("expression agreement (seed \(seed)): \(total) conditions x \(contacts.count) contacts, both modes, \(mixed) split the contacts; "
+              + "scan mode: \(aggregated) with aggregate joins, \(guarded) guarded by in_segment, \(fallback) with correlated fallback")
     }
 
     /// The acceptance examples' segment conditions compile and run.
@@ -309,8 +362,11 @@ private struct ConditionGenerator {
             #"in_segment("frequent-buyers") and contact.score > 40 and sum("Order Completed", "total", within: "365d") > 70"#,
             #"has_tag("newsletter") and count("Email Opened", within: "60d") == 0 and contact.first_seen_at < now() - duration("60d")"#,
         ] {
-            let (sql, parameters) = SQLCompiler.compile(try Condition(source, scope: .contact), now: now)
+            let condition = try Condition(source, scope: .contact)
+            let (sql, parameters) = SQLCompiler.compile(condition, now: now)
             _ = try db.query("SELECT c.id FROM contacts c WHERE \(sql)", parameters.map(sqlValue))
+            let scan = SQLCompiler.compileScan(condition, now: now)
+            _ = try db.query("SELECT c.id FROM contacts c \(scan.joins) WHERE \(scan.predicate)", scan.parameters.map(sqlValue))
         }
     }
 }

@@ -38,7 +38,8 @@ public struct SQLCompilerOptions: Sendable, Hashable {
 ///   when they are strict ISO-8601);
 /// - `contact.score` is the decayed `contact_scores` value (see `SQLCompilerOptions`), `has_tag` is
 ///   `= ANY(c.tags)`, `in_segment` is `EXISTS` in `segment_memberships`;
-/// - `count`/`sum` are correlated subqueries on `events` (`occurred_at >= now - within`);
+/// - `count`/`sum` are correlated subqueries on `events` (`occurred_at >= now - within`); `compileScan` turns
+///   them (and the score and `in_segment`) into joins instead, for evaluating many contacts at once;
 /// - every comparison is wrapped so NULL becomes false (`COALESCE(a < b, false)`), `x == null` is `IS NULL`
 ///   (JSON `null` counts as null), strings compare with `COLLATE "C"` (bytes, as the evaluator does);
 /// - `now()` is a parameter (business time comes from the installation clock, never from SQL's `now()`);
@@ -47,11 +48,43 @@ public enum SQLCompiler {
     public static func compile(_ expression: Condition, contactAlias: String = "c", now: Date,
                                event: ExpressionEvent? = nil,
                                options: SQLCompilerOptions = SQLCompilerOptions()) -> (sql: String, parameters: [SQLParameter]) {
-        precondition(!contactAlias.isEmpty && !contactAlias.hasPrefix("nurture_") && contactAlias.unicodeScalars.allSatisfy { Lexer.isIdentifierPart($0) },
-                     "contactAlias must be a plain SQL identifier not starting with nurture_ (the subqueries' aliases)")
+        checkAlias(contactAlias)
         var builder = SQLBuilder(contact: contactAlias, now: now, event: event, options: options)
         let fragment = builder.compile(expression.root, events: .top)
         return (builder.asPredicate(fragment), builder.parameters)
+    }
+
+    /// The same predicate for evaluating many contacts at once (a segment over all contacts or a large id range):
+    /// `count`/`sum` become LEFT JOINs of events pre-aggregated per contact, `contact.score` and `in_segment`
+    /// LEFT JOINs of `contact_scores` and `segment_memberships`, so the cost is a few scans and hash joins
+    /// instead of one index probe per contact and subquery. Use `compile` for a handful of contacts.
+    ///
+    /// `joins` goes right after `FROM contacts <contactAlias>` (it may be empty); `predicate` is never NULL and has
+    /// the same value as `compile`'s for every contact. A `count`/`sum` whose `where:` reads the contact keeps the
+    /// correlated form. Identical aggregates share one join (a `count` and `sum`s with the same event name, window
+    /// and filter share one aggregate), and so do repeated `contact.score` and `in_segment("x")`. When the whole
+    /// condition is a conjunction with `in_segment("s")`, the aggregates are computed for the members of `s` only
+    /// (the condition is false for everyone else): for a small segment, index probes instead of a pass over all
+    /// the events.
+    ///
+    /// `contactRange`: SQL bounds (e.g. placeholders of the enclosing statement) of the contact ids the statement
+    /// looks at. Every aggregate is restricted to them, so evaluating an id range costs in proportion to its
+    /// events rather than to all events (PostgreSQL does not carry a range condition on `c.id` into the derived
+    /// tables by itself). The caller must then restrict `contactAlias.id` to the same range.
+    public static func compileScan(_ expression: Condition, contactAlias: String = "c", now: Date,
+                                   options: SQLCompilerOptions = SQLCompilerOptions(),
+                                   contactRange: SQLContactRange? = nil) -> (joins: String, predicate: String, parameters: [SQLParameter]) {
+        checkAlias(contactAlias)
+        var builder = SQLBuilder(contact: contactAlias, now: now, event: nil, options: options,
+                                 scan: ScanJoins(contactRange: contactRange, condition: expression.root))
+        let fragment = builder.compile(expression.root, events: .top)
+        let predicate = builder.asPredicate(fragment)
+        return (builder.scanJoinsSQL(), predicate, builder.parameters)
+    }
+
+    private static func checkAlias(_ contactAlias: String) {
+        precondition(!contactAlias.isEmpty && !contactAlias.hasPrefix("nurture_") && contactAlias.unicodeScalars.allSatisfy { Lexer.isIdentifierPart($0) },
+                     "contactAlias must be a plain SQL identifier not starting with nurture_ (the subqueries' aliases)")
     }
 }
 
@@ -69,14 +102,17 @@ struct SQLBuilder {
     let event: ExpressionEvent?
     let options: SQLCompilerOptions
     var parameters: [SQLParameter] = []
+    /// Scan mode's joins (nil: `compile`, correlated subqueries only).
+    var scan: ScanJoins?
     private var nowPlaceholder: String? = nil
-    private var aliasCounter = 0
+    var aliasCounter = 0
 
-    init(contact: String, now: Date, event: ExpressionEvent?, options: SQLCompilerOptions) {
+    init(contact: String, now: Date, event: ExpressionEvent?, options: SQLCompilerOptions, scan: ScanJoins? = nil) {
         self.contact = contact
         self.now = now
         self.event = event
         self.options = options
+        self.scan = scan
     }
 
     mutating func parameter(_ value: SQLParameter) -> String {
@@ -114,13 +150,9 @@ struct SQLBuilder {
         case .column(let column):
             return SQLFragment(sql: "\(contact).\(column.column)", nullable: true)
         case .score:
+            if scans(events) { return scanScore() }
             let name = parameter(.text(options.scoreName))
-            var value = "nurture_score.value"
-            if let halfLife = options.scoreHalfLife {
-                let n = nowSQL()
-                let h = parameter(.number(halfLife))
-                value = "nurture_score.value * power(0.5::double precision, extract(epoch from (\(n) - nurture_score.reference_at))::double precision / \(h))"
-            }
+            let value = scoreValue("nurture_score")
             return SQLFragment(sql: "COALESCE((SELECT \(value) FROM contact_scores nurture_score WHERE nurture_score.contact_id = \(contact).id AND nurture_score.name = \(name)), 0::double precision)", nullable: false)
         case .tags:
             return SQLFragment(sql: "\(contact).tags", nullable: true)
@@ -191,14 +223,15 @@ struct SQLBuilder {
             let f = compile(inner, events: events)
             return SQLFragment(sql: "(- \(f.sql))", nullable: f.nullable)
         case .count(let spec):
-            let (alias, conditions) = historyConditions(spec, events: events)
+            if scans(events) && !(spec.filter?.readsContact ?? false) { return scanHistory(spec, sumOf: nil) }
+            let (alias, conditions) = correlatedHistory(spec, events: events)
             return SQLFragment(sql: "(SELECT count(*)::double precision FROM events \(alias) WHERE \(conditions))", nullable: false)
         case .sum(let spec):
-            let (alias, conditions) = historyConditions(spec, events: events)
-            let p = parameter(.text(spec.property ?? ""))
-            let value = "CASE WHEN jsonb_typeof(\(alias).properties -> \(p)) = 'number' THEN (\(alias).properties ->> \(p))::double precision END"
-            return SQLFragment(sql: "(SELECT COALESCE(sum(\(value)), 0::double precision) FROM events \(alias) WHERE \(conditions))", nullable: false)
+            if scans(events) && !(spec.filter?.readsContact ?? false) { return scanHistory(spec, sumOf: spec.property ?? "") }
+            let (alias, conditions) = correlatedHistory(spec, events: events)
+            return SQLFragment(sql: "(SELECT COALESCE(sum(\(numericProperty(alias, spec.property ?? ""))), 0::double precision) FROM events \(alias) WHERE \(conditions))", nullable: false)
         case .inSegment(let segment):
+            if scans(events) { return scanMembership(segment) }
             let p = parameter(.text(segment))
             return SQLFragment(sql: "EXISTS (SELECT 1 FROM segment_memberships nurture_membership WHERE nurture_membership.contact_id = \(contact).id AND nurture_membership.segment = \(p))", nullable: false)
         case .hasTag(let tag):
@@ -209,10 +242,17 @@ struct SQLBuilder {
         }
     }
 
-    private mutating func historyConditions(_ spec: HistorySpec, events: EventSource) -> (String, String) {
+    /// A correlated subquery's events alias and WHERE: the contact's events that `spec` counts.
+    private mutating func correlatedHistory(_ spec: HistorySpec, events: EventSource) -> (String, String) {
         aliasCounter += 1
         let alias = "nurture_event\(aliasCounter)"
-        var conditions = ["\(alias).contact_id = \(contact).id"]
+        let conditions = ["\(alias).contact_id = \(contact).id"] + historyConditions(spec, alias: alias)
+        return (alias, conditions.joined(separator: " AND "))
+    }
+
+    /// The conditions on the events row `alias` (name, window, `where:`) that `spec` counts, whoever's they are.
+    mutating func historyConditions(_ spec: HistorySpec, alias: String) -> [String] {
+        var conditions: [String] = []
         if let name = spec.eventName { conditions.append("\(alias).name = \(parameter(.text(name)))") }
         if let within = spec.within {
             conditions.append("\(alias).occurred_at >= \(nowSQL()) - \(parameter(.number(within))) * interval '1 second'")
@@ -220,7 +260,21 @@ struct SQLBuilder {
         if let filter = spec.filter {
             conditions.append(asPredicate(compile(filter, events: .row(alias))))
         }
-        return (alias, conditions.joined(separator: " AND "))
+        return conditions
+    }
+
+    /// The number `property` of the events row `alias`, NULL when it is missing or not a JSON number.
+    mutating func numericProperty(_ alias: String, _ property: String) -> String {
+        let p = parameter(.text(property))
+        return "CASE WHEN jsonb_typeof(\(alias).properties -> \(p)) = 'number' THEN (\(alias).properties ->> \(p))::double precision END"
+    }
+
+    /// The decayed score of the `contact_scores` row `alias` (NULL when there is no row).
+    mutating func scoreValue(_ alias: String) -> String {
+        guard let halfLife = options.scoreHalfLife else { return "\(alias).value" }
+        let n = nowSQL()
+        let h = parameter(.number(halfLife))
+        return "\(alias).value * power(0.5::double precision, extract(epoch from (\(n) - \(alias).reference_at))::double precision / \(h))"
     }
 
     private mutating func jsonPath(_ base: String, _ path: [String]) -> String {
