@@ -28,10 +28,9 @@ public enum Value: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
-    /// Parses JSON text into a value (throws on malformed JSON).
+    /// Parses JSON text into a value (throws a `JSONParseError` on malformed JSON; see `ValueJSON`).
     public init(jsonText: String) throws {
-        let object = try JSONSerialization.jsonObject(with: Data(jsonText.utf8), options: [.fragmentsAllowed])
-        self.init(json: object)
+        self = try ValueJSON.parse(jsonText)
     }
 
     /// The value as a Foundation JSON object (times become ISO-8601 strings).
@@ -47,11 +46,8 @@ public enum Value: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
-    /// Compact JSON text with sorted keys.
-    public var jsonText: String {
-        guard let data = try? JSONSerialization.data(withJSONObject: jsonObject, options: [.fragmentsAllowed, .sortedKeys, .withoutEscapingSlashes]) else { return "null" }
-        return String(decoding: data, as: UTF8.self)
-    }
+    /// Compact JSON text with sorted keys (JSONSerialization's `.sortedKeys` order; see `ValueJSON`).
+    public var jsonText: String { ValueJSON.write(self) }
 
     /// `a.b.c` lookup through objects (nil when any step is missing or not an object).
     public subscript(path path: [String]) -> Value? {

@@ -29,13 +29,14 @@ public struct BehaviourScanReport: Sendable, Equatable {
 ///   every contact; so are lifecycle rules that need no event (e.g. `count("*", within: "60d") == 0`), and contacts
 ///   without a stage (imported ones) get the initial stage.
 /// - Full evaluations are set-based SQL (`SQLCompiler.compileScan`: history aggregates joined once, not probed per
-///   contact), in contact-id ranges of `chunk` ids so no statement runs for long.
+///   contact), in contact-id ranges of `chunk` ids (2M by default: each range re-reads the events of the window, so
+///   fewer, larger ranges are faster; the range bounds how long one statement runs at very large sizes).
 /// - One scan at a time across the fleet: a session advisory lock; others skip.
 public struct BehaviourScan: Sendable {
     public var intervalSeconds: Double
     public var chunk: Int64
 
-    public init(intervalSeconds: Double = 60, chunk: Int64 = 250_000) {
+    public init(intervalSeconds: Double = 60, chunk: Int64 = 2_000_000) {
         self.intervalSeconds = intervalSeconds
         self.chunk = chunk
     }

@@ -15,7 +15,7 @@ public struct IngestOptions: Sendable {
     public var redis: RedisConfig = RedisConfig()
     public var databaseURL: String = "postgres://127.0.0.1:5432/nurture"
     /// Entries read (and committed) per batch.
-    public var batchSize: Int = 500
+    public var batchSize: Int = 1_000
     public var blockMilliseconds: Int64 = 1_000
     /// Entries pending this long for any consumer (a crashed ingester) are claimed and processed.
     public var claimIdleMilliseconds: Int64 = 30_000

@@ -7,7 +7,9 @@ import Store
 public enum SegmentEvaluationMode: Sendable {
     /// Many contacts at once (a full re-evaluation, or an id-range chunk of one): `count`/`sum`, the score and
     /// `in_segment` become joins of pre-aggregated tables restricted to the scope's id range
-    /// (`SQLCompiler.compileScan`). Costs a pass over the range's events whatever the number of contacts.
+    /// (`SQLCompiler.compileScan`). A statement reads the events of the aggregates' windows once, whatever the
+    /// number of contacts; but events are stored in time order, so every id-range chunk reads those windows
+    /// again: a full re-evaluation is cheapest as one statement per segment.
     case scan
     /// A few contacts (those an event batch touched): correlated subqueries, one index probe per contact and
     /// aggregate (`SQLCompiler.compile`). Use it with `SegmentScope.contacts`.

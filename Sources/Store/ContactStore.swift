@@ -68,7 +68,7 @@ public struct ContactStore: Sendable {
     /// user_id) or `email` (lower-cased; identity email) identifies each row; `phone`, `timezone` go to their
     /// columns, `tags` is split on `;` or `|`, every other column is a string attribute (an empty cell sets
     /// nothing). Existing contacts get attributes merged (`||`) and tags added. Bad rows are reported with
-    /// their line and skipped. Each batch is one transaction: COPY into a temp table, then set-based merges.
+    /// their line and skipped. Each batch is one transaction: COPY into a temp table, then one set-based merge.
     public func importCSV(path: String, batchSize: Int = 10_000, at: Date, on db: PostgresConnection,
                           progress: (ContactImportReport) -> Void = { _ in }) throws -> ContactImportReport {
         let reader: CSVReader
@@ -97,69 +97,184 @@ public struct ContactStore: Sendable {
         if idColumn == nil && emailColumn == nil {
             throw ContactImportError(message: "line \(header.line): the header needs an id or an email column")
         }
-        let phoneColumn = lower.firstIndex(of: "phone"), tzColumn = lower.firstIndex(of: "timezone")
-        let tagsColumn = lower.firstIndex(of: "tags")
+        // Attribute columns (every unknown one) with their JSON key text (`"name":`), in key order.
+        let attributeColumns: [ImportLayout.Attribute] = names.indices
+            .filter { !Self.knownColumns.contains(lower[$0]) }
+            .sorted { names[$0] < names[$1] }
+            .map { i in
+                var key: [UInt8] = []
+                Self.appendJSONString(Array(names[i].utf8), to: &key)
+                key.append(UInt8(ascii: ":"))
+                return ImportLayout.Attribute(column: i, key: key)
+            }
+        let layout = ImportLayout(
+            columns: names.count, id: idColumn, email: emailColumn, phone: lower.firstIndex(of: "phone"),
+            timezone: lower.firstIndex(of: "timezone"), tags: lower.firstIndex(of: "tags"), attributes: attributeColumns)
+
+        // The CSV is parsed on a thread of its own, one batch ahead of the database (which does most of the work).
+        let pipe = ImportPipe()
+        let producer = ImportProducer(reader: reader, layout: layout, batchSize: max(1, batchSize), pipe: pipe)
+        Thread.detachNewThread { producer.run() }
+        defer { pipe.finish() }
 
         var report = ContactImportReport()
-        var batch: [[String?]] = []
-        var batchKeys = Set<String>()
-        func flush() throws {
-            if batch.isEmpty { return }
-            let (created, updated) = try writeBatch(batch, at: at, on: db)
-            report.imported += created
-            report.updated += updated
-            batch.removeAll(keepingCapacity: true)
-            batchKeys.removeAll(keepingCapacity: true)
-            progress(report)
-        }
+        var sequence: String? = nil
         while true {
-            let next: CSVRecord?
-            do { next = try reader.next() } catch { throw ContactImportError(message: "cannot read: \(error)") }
-            guard let record = next else { break }
-            report.rowsRead += 1
-            if let error = record.error { report.issues.append(ContactImportIssue(line: record.line, reason: error)); continue }
-            if record.fields.count != names.count {
-                report.issues.append(ContactImportIssue(
-                    line: record.line, reason: "expected \(names.count) fields, found \(record.fields.count)"))
-                continue
-            }
-            func cell(_ i: Int?) -> String? {
-                guard let i else { return nil }
-                let v = record.fields[i].trimmingCharacters(in: .whitespacesAndNewlines)
-                return v.isEmpty ? nil : v
-            }
-            let xid = cell(idColumn)
-            let email = cell(emailColumn)?.lowercased()
-            if xid == nil && email == nil {
-                report.issues.append(ContactImportIssue(line: record.line, reason: "neither id nor email is set"))
-                continue
-            }
-            if let email, !Self.plausibleEmail(email) {
-                report.issues.append(ContactImportIssue(line: record.line, reason: "invalid email: \(email)"))
-                continue
-            }
-            var attributes: [String: String] = [:]
-            for (i, name) in names.enumerated() where !Self.knownColumns.contains(lower[i]) {
-                let value = record.fields[i]
-                if !value.isEmpty { attributes[name] = value }
-            }
-            var tags: [String] = []
-            if let raw = cell(tagsColumn) {
-                for part in raw.split(whereSeparator: { $0 == ";" || $0 == "|" }) {
-                    let tag = part.trimmingCharacters(in: .whitespaces)
-                    if !tag.isEmpty && !tags.contains(tag) { tags.append(tag) }
+            switch pipe.take() {
+            case .batch(let rows, let rowsRead, let issues):
+                report.rowsRead = rowsRead
+                report.issues.append(contentsOf: issues)
+                if sequence == nil {
+                    sequence = try db.query("SELECT pg_get_serial_sequence('contacts', 'id')").rows.first?[0].string ?? "contacts_id_seq"
                 }
+                let (created, updated) = try writeBatch(rows, sequence: sequence!, at: at, on: db)
+                report.imported += created
+                report.updated += updated
+                progress(report)
+            case .end(let rowsRead, let issues):
+                report.rowsRead = rowsRead
+                report.issues.append(contentsOf: issues)
+                return report
+            case .failure(let error):
+                throw error
             }
-            // A key already in this batch: write the batch first, so one statement never touches a contact twice.
-            let keys = [xid.map { "u\u{1}" + $0 }, email.map { "e\u{1}" + $0 }].compactMap { $0 }
-            if keys.contains(where: batchKeys.contains) { try flush() }
-            batchKeys.formUnion(keys)
-            batch.append([String(record.line), xid, email, cell(phoneColumn), cell(tzColumn),
-                          Self.json(attributes), Self.json(tags)])
-            if batch.count >= max(1, batchSize) { try flush() }
         }
-        try flush()
-        return report
+    }
+
+    /// Where an import finds its columns.
+    struct ImportLayout: Sendable {
+        struct Attribute: Sendable {
+            var column: Int
+            /// `"name":` as JSON.
+            var key: [UInt8]
+        }
+        var columns: Int
+        var id: Int?, email: Int?, phone: Int?, timezone: Int?, tags: Int?
+        var attributes: [Attribute]
+    }
+
+    /// Batches handed from the parsing thread to the writing one (at most one waiting).
+    final class ImportPipe: @unchecked Sendable {
+        enum Item: Sendable {
+            /// COPY rows, and the rows read and the bad rows found up to the end of this batch (since the previous item).
+            case batch([[String?]], rowsRead: Int, issues: [ContactImportIssue])
+            case end(rowsRead: Int, issues: [ContactImportIssue])
+            case failure(ContactImportError)
+        }
+        // Safety: every field is guarded by `condition`.
+        private let condition = NSCondition()
+        private var items: [Item] = []
+        private var cancelled = false
+        private var producerDone = false
+
+        /// False when the consumer gave up (the producer should stop).
+        func put(_ item: Item) -> Bool {
+            condition.lock(); defer { condition.unlock() }
+            while !items.isEmpty && !cancelled { condition.wait() }
+            if cancelled { return false }
+            items.append(item)
+            condition.broadcast()
+            return true
+        }
+
+        func take() -> Item {
+            condition.lock(); defer { condition.unlock() }
+            while items.isEmpty { condition.wait() }
+            let item = items.removeFirst()
+            condition.broadcast()
+            return item
+        }
+
+        func producerFinished() {
+            condition.lock(); defer { condition.unlock() }
+            producerDone = true
+            condition.broadcast()
+        }
+
+        /// Stops the producer (if still running) and waits until it no longer touches the reader.
+        func finish() {
+            condition.lock(); defer { condition.unlock() }
+            cancelled = true
+            condition.broadcast()
+            while !producerDone { condition.wait() }
+        }
+    }
+
+    /// Reads the CSV rows, checks them and turns them into COPY rows, batch by batch.
+    final class ImportProducer: @unchecked Sendable {
+        // Safety: used by the producer thread only, once started (the consumer waits for it to finish).
+        private let reader: CSVReader
+        private let layout: ImportLayout
+        private let batchSize: Int
+        private let pipe: ImportPipe
+
+        init(reader: CSVReader, layout: ImportLayout, batchSize: Int, pipe: ImportPipe) {
+            self.reader = reader
+            self.layout = layout
+            self.batchSize = batchSize
+            self.pipe = pipe
+        }
+
+        func run() {
+            defer { pipe.producerFinished() }
+            var rowsRead = 0
+            var issues: [ContactImportIssue] = []
+            var batch: [[String?]] = []
+            batch.reserveCapacity(min(batchSize, 100_000))
+            // Keys already in this batch (Swift string equality, as before).
+            var batchIDs = Set<String>(), batchEmails = Set<String>()
+            func flush() -> Bool {
+                if batch.isEmpty { return true }
+                guard pipe.put(.batch(batch, rowsRead: rowsRead, issues: issues)) else { return false }
+                batch = []
+                batch.reserveCapacity(min(batchSize, 100_000))
+                issues = []
+                batchIDs.removeAll(keepingCapacity: true)
+                batchEmails.removeAll(keepingCapacity: true)
+                return true
+            }
+            var record = CSVRawRecord()
+            var row = RowText()
+            let layout = layout
+            while true {
+                let more: Bool
+                do { more = try reader.nextRaw(into: &record) } catch {
+                    _ = pipe.put(.failure(ContactImportError(message: "cannot read: \(error)")))
+                    return
+                }
+                guard more else { break }
+                rowsRead += 1
+                if let error = record.error { issues.append(ContactImportIssue(line: record.line, reason: error)); continue }
+                if record.count != layout.columns {
+                    issues.append(ContactImportIssue(
+                        line: record.line, reason: "expected \(layout.columns) fields, found \(record.count)"))
+                    continue
+                }
+                let xid = layout.id.flatMap { row.cell(record, $0) }
+                let email = layout.email.flatMap { row.lowercasedCell(record, $0) }
+                if xid == nil && email == nil {
+                    issues.append(ContactImportIssue(line: record.line, reason: "neither id nor email is set"))
+                    continue
+                }
+                if let email, !email.plausible {
+                    issues.append(ContactImportIssue(line: record.line, reason: "invalid email: \(email.text)"))
+                    continue
+                }
+                let attributes = row.attributesJSON(record, layout.attributes)
+                let tags = layout.tags.map { row.tagsArray(record, $0) } ?? "{}"
+                // A key already in this batch: write the batch first, so one statement never touches a contact twice.
+                if (xid.map { batchIDs.contains($0) } ?? false) || (email.map { batchEmails.contains($0.text) } ?? false) {
+                    guard flush() else { return }
+                }
+                if let xid { batchIDs.insert(xid) }
+                if let email { batchEmails.insert(email.text) }
+                batch.append([xid, email?.text, layout.phone.flatMap { row.cell(record, $0) },
+                              layout.timezone.flatMap { row.cell(record, $0) }, attributes, tags])
+                if batch.count >= batchSize { guard flush() else { return } }
+            }
+            guard flush() else { return }
+            _ = pipe.put(.end(rowsRead: rowsRead, issues: issues))
+        }
     }
 
     static func plausibleEmail(_ email: String) -> Bool {
@@ -173,73 +288,259 @@ public struct ContactStore: Sendable {
         return String(decoding: data, as: UTF8.self)
     }
 
+    /// Appends `bytes` (valid UTF-8) as a JSON string literal.
+    static func appendJSONString(_ bytes: some Collection<UInt8>, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        for b in bytes {
+            switch b {
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"): out.append(UInt8(ascii: "\\")); out.append(b)
+            case 0x0A: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "n"))
+            case 0x0D: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "r"))
+            case 0x09: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "t"))
+            case 0..<0x20:
+                let hex: [UInt8] = Array("0123456789abcdef".utf8)
+                out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"), hex[Int(b >> 4)], hex[Int(b & 15)]])
+            default: out.append(b)
+            }
+        }
+        out.append(UInt8(ascii: "\""))
+    }
+
+    /// The per-row text of an import, made from the raw CSV bytes. ASCII cells (the usual case) take a byte path;
+    /// any cell with other bytes goes through `String` exactly as before (Unicode trimming, lower-casing, tag
+    /// equality), so both give the same result.
+    struct RowText {
+        private var scratch: [UInt8] = []
+        private var json: [UInt8] = []
+        private var tagRanges: [Range<Int>] = []
+
+        struct Email { var text: String; var plausible: Bool }
+
+        @inline(__always) static func isWhitespaceOrNewline(_ b: UInt8) -> Bool { b == 0x20 || (b >= 0x09 && b <= 0x0D) }
+        @inline(__always) static func isWhitespace(_ b: UInt8) -> Bool { b == 0x20 || b == 0x09 }
+
+        /// Trimmed bounds of field `i`, or nil when it has a non-ASCII byte.
+        private static func asciiTrimmed(_ buf: UnsafeBufferPointer<UInt8>, _ record: CSVRawRecord, _ i: Int) -> Range<Int>? {
+            var s = record.start(i), e = record.end(i)
+            for k in s..<e where buf[k] >= 0x80 { return nil }
+            while s < e && isWhitespaceOrNewline(buf[s]) { s += 1 }
+            while e > s && isWhitespaceOrNewline(buf[e - 1]) { e -= 1 }
+            return s..<e
+        }
+
+        /// Field `i` trimmed of whitespace and newlines; nil when empty.
+        func cell(_ record: CSVRawRecord, _ i: Int) -> String? {
+            let value: String? = record.bytes.withUnsafeBufferPointer { buf in
+                guard let r = Self.asciiTrimmed(buf, record, i) else { return nil }
+                return String(decoding: UnsafeBufferPointer(rebasing: buf[r]), as: UTF8.self)
+            }
+            let v = value ?? record.string(i).trimmingCharacters(in: .whitespacesAndNewlines)
+            return v.isEmpty ? nil : v
+        }
+
+        /// `cell` lower-cased, and whether it looks like an email address.
+        mutating func lowercasedCell(_ record: CSVRawRecord, _ i: Int) -> Email? {
+            var ascii = true
+            scratch.removeAll(keepingCapacity: true)
+            record.bytes.withUnsafeBufferPointer { buf in
+                guard let r = Self.asciiTrimmed(buf, record, i) else { ascii = false; return }
+                for k in r {
+                    let b = buf[k]
+                    scratch.append(b >= UInt8(ascii: "A") && b <= UInt8(ascii: "Z") ? b + 32 : b)
+                }
+            }
+            if !ascii {
+                guard let text = cell(record, i)?.lowercased() else { return nil }
+                return Email(text: text, plausible: ContactStore.plausibleEmail(text))
+            }
+            if scratch.isEmpty { return nil }
+            let at = scratch.firstIndex(of: UInt8(ascii: "@"))
+            let plausible = at != nil && at! != 0 && at! != scratch.count - 1
+                && !scratch.contains(where: { $0 == 0x20 || $0 == 0x09 })
+            return Email(text: String(decoding: scratch, as: UTF8.self), plausible: plausible)
+        }
+
+        /// The non-empty attribute cells (untrimmed) as a JSON object.
+        mutating func attributesJSON(_ record: CSVRawRecord, _ columns: [ImportLayout.Attribute]) -> String {
+            json.removeAll(keepingCapacity: true)
+            json.append(UInt8(ascii: "{"))
+            for attribute in columns {
+                let column = attribute.column, key = attribute.key
+                let s = record.start(column), e = record.end(column)
+                if s == e { continue }
+                if json.count > 1 { json.append(UInt8(ascii: ",")) }
+                json.append(contentsOf: key)
+                let ascii = record.bytes.withUnsafeBufferPointer { buf -> Bool in
+                    for k in s..<e where buf[k] >= 0x80 { return false }
+                    ContactStore.appendJSONString(UnsafeBufferPointer(rebasing: buf[s..<e]), to: &json)
+                    return true
+                }
+                if !ascii { ContactStore.appendJSONString(record.string(column).utf8, to: &json) }
+            }
+            json.append(UInt8(ascii: "}"))
+            return String(decoding: json, as: UTF8.self)
+        }
+
+        /// Field `i` split on `;` or `|`, trimmed, empty and repeated tags dropped, as a PostgreSQL text[] literal.
+        mutating func tagsArray(_ record: CSVRawRecord, _ i: Int) -> String {
+            json.removeAll(keepingCapacity: true)
+            json.append(UInt8(ascii: "{"))
+            let ascii = record.bytes.withUnsafeBufferPointer { buf -> Bool in
+                guard let r = Self.asciiTrimmed(buf, record, i) else { return false }
+                tagRanges.removeAll(keepingCapacity: true)
+                var partStart = r.lowerBound
+                for k in r.lowerBound...r.upperBound {
+                    guard k == r.upperBound || buf[k] == UInt8(ascii: ";") || buf[k] == UInt8(ascii: "|") else { continue }
+                    var s = partStart, e = k
+                    partStart = k + 1
+                    while s < e && Self.isWhitespace(buf[s]) { s += 1 }
+                    while e > s && Self.isWhitespace(buf[e - 1]) { e -= 1 }
+                    if s == e { continue }
+                    let tag = UnsafeBufferPointer(rebasing: buf[s..<e])
+                    if tagRanges.contains(where: { $0.count == e - s && UnsafeBufferPointer(rebasing: buf[$0]).elementsEqual(tag) }) { continue }
+                    tagRanges.append(s..<e)
+                    if json.count > 1 { json.append(UInt8(ascii: ",")) }
+                    Self.appendArrayElement(tag, to: &json)
+                }
+                return true
+            }
+            if !ascii {
+                var tags: [String] = []
+                if let raw = cell(record, i) {
+                    for part in raw.split(whereSeparator: { $0 == ";" || $0 == "|" }) {
+                        let tag = part.trimmingCharacters(in: .whitespaces)
+                        if !tag.isEmpty && !tags.contains(tag) { tags.append(tag) }
+                    }
+                }
+                json.removeAll(keepingCapacity: true)
+                json.append(UInt8(ascii: "{"))
+                for tag in tags {
+                    if json.count > 1 { json.append(UInt8(ascii: ",")) }
+                    Self.appendArrayElement(tag.utf8, to: &json)
+                }
+            }
+            json.append(UInt8(ascii: "}"))
+            return String(decoding: json, as: UTF8.self)
+        }
+
+        /// A double-quoted array element (`"` and `\` backslash-escaped; COPY escapes the result again).
+        static func appendArrayElement(_ bytes: some Collection<UInt8>, to out: inout [UInt8]) {
+            out.append(UInt8(ascii: "\""))
+            for b in bytes {
+                if b == UInt8(ascii: "\"") || b == UInt8(ascii: "\\") { out.append(UInt8(ascii: "\\")) }
+                out.append(b)
+            }
+            out.append(UInt8(ascii: "\""))
+        }
+    }
+
     /// One batch in one transaction; returns (created, updated).
-    private func writeBatch(_ rows: [[String?]], at: Date, on db: PostgresConnection) throws -> (Int, Int) {
+    ///
+    /// The rows are COPYed into a temp table, their identities advisory-locked (in order, as IngestStore does),
+    /// then one statement resolves each row to its contact (index probes: external_id, user_id identity, email
+    /// identity), numbers the new ones, inserts them, updates the others and adds the identities that are missing.
+    /// Plain index probes only: the batch is small and the tables big (a hash or merge join would read a whole
+    /// table per batch, a bitmap scan per probe costs more than the probe, and tables without statistics yet
+    /// mislead the planner).
+    ///
+    /// The identities found missing are inserted without `ON CONFLICT` (no second probe, no speculative insertion):
+    /// user ids are locked above by every writer, but an ingester adds email identities without locking them, so
+    /// if one did so meanwhile (a unique violation), the batch is written again with `ON CONFLICT DO NOTHING`.
+    private func writeBatch(_ rows: [[String?]], sequence: String, at: Date, on db: PostgresConnection) throws -> (Int, Int) {
+        do {
+            return try writeBatch(rows, sequence: sequence, at: at, on: db, racing: false)
+        } catch {
+            guard let failure = error as? PostgresError, failure.isUniqueViolation, failure.constraint == "identities_pkey" else { throw error }
+            return try writeBatch(rows, sequence: sequence, at: at, on: db, racing: true)
+        }
+    }
+
+    private func writeBatch(_ rows: [[String?]], sequence: String, at: Date, on db: PostgresConnection, racing: Bool) throws -> (Int, Int) {
         let now = PostgresValue.timestamp(at)
+        let nextID = "nextval('\(sequence.replacingOccurrences(of: "'", with: "''"))'::regclass)"
+        let identities = racing
+            ? """
+              SELECT 'user_id', s.xid, s.id, $1 FROM batch s WHERE s.xid IS NOT NULL
+              UNION ALL
+              SELECT 'email', s.email, s.id, $1 FROM batch s WHERE s.email IS NOT NULL
+              ON CONFLICT (kind, value) DO NOTHING
+              """
+            : """
+              SELECT 'user_id', s.xid, s.id, $1 FROM batch s WHERE s.xid IS NOT NULL AND s.uid_contact IS NULL
+              UNION ALL
+              SELECT 'email', s.email, s.id, $1 FROM batch s WHERE s.email IS NOT NULL AND s.email_contact IS NULL
+              """
         return try db.transaction { db in
             try db.simpleQuery("""
-                CREATE TEMP TABLE IF NOT EXISTS nurture_contact_import (
-                    line int NOT NULL, xid text, email text, phone text, tz text, attrs jsonb NOT NULL, tags jsonb NOT NULL,
-                    cid bigint, is_new boolean NOT NULL DEFAULT false
+                SET LOCAL jit = off; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off;
+                SET LOCAL enable_bitmapscan = off; SET LOCAL enable_seqscan = off;
+                CREATE TEMP TABLE IF NOT EXISTS nurture_contact_import_rows (
+                    xid text, email text, phone text, tz text, attrs jsonb NOT NULL, tags text[] NOT NULL
                 ) ON COMMIT DELETE ROWS
                 """)
-            try db.copyIn("COPY nurture_contact_import (line, xid, email, phone, tz, attrs, tags) FROM STDIN", rows: rows)
-            // Serialise with ingesters and other imports on the same identities (as IngestStore does).
-            _ = try db.query("""
-                SELECT count(pg_advisory_xact_lock(h)) FROM (
-                    SELECT DISTINCT hashtextextended('nurture.identity:' || v, 0) AS h
-                    FROM nurture_contact_import s CROSS JOIN LATERAL (VALUES (s.xid), (s.email)) AS x(v)
-                    WHERE v IS NOT NULL ORDER BY 1) AS l
-                """)
+            try db.copyIn("COPY nurture_contact_import_rows (xid, email, phone, tz, attrs, tags) FROM STDIN", rows: rows)
             let results = try db.pipeline([
-                // Existing contacts: by external_id / user_id identity, else by email identity (when that contact
-                // has no other user id).
+                // Serialise with ingesters and other imports on the same identities (as IngestStore does).
                 ("""
-                 UPDATE nurture_contact_import s SET cid = COALESCE(
-                     (SELECT c.id FROM contacts c WHERE c.external_id = s.xid AND c.merged_into IS NULL AND c.erased_at IS NULL),
-                     (SELECT COALESCE(c.merged_into, c.id) FROM identities i JOIN contacts c ON c.id = i.contact_id
-                      WHERE i.kind = 'user_id' AND i.value = s.xid AND c.erased_at IS NULL),
-                     (SELECT COALESCE(c.merged_into, c.id) FROM identities i JOIN contacts c ON c.id = i.contact_id
-                      WHERE i.kind = 'email' AND i.value = s.email AND c.erased_at IS NULL
-                        AND (s.xid IS NULL OR c.external_id IS NULL OR c.external_id = s.xid)))
+                 SELECT count(pg_advisory_xact_lock(h)) FROM (
+                     SELECT DISTINCT hashtextextended('nurture.identity:' || v, 0) AS h
+                     FROM nurture_contact_import_rows s CROSS JOIN LATERAL (VALUES (s.xid), (s.email)) AS x(v)
+                     WHERE v IS NOT NULL ORDER BY 1) AS l
                  """, []),
+                // Existing contacts: by external_id / user_id identity, else by email identity (when that contact has
+                // no other user id). The identities' contacts are looked up once, for the lookup and the insert.
                 ("""
-                 UPDATE nurture_contact_import SET cid = nextval(pg_get_serial_sequence('contacts', 'id')), is_new = true
-                 WHERE cid IS NULL
-                 """, []),
-                ("""
-                 INSERT INTO contacts (id, external_id, email, email_sha256, phone, timezone, attributes, tags, created_at, updated_at)
-                 SELECT s.cid, s.xid, s.email,
-                        CASE WHEN s.email IS NULL THEN NULL ELSE encode(sha256(convert_to(lower(trim(s.email)), 'UTF8')), 'hex') END,
-                        s.phone, s.tz, s.attrs,
-                        ARRAY(SELECT DISTINCT t FROM jsonb_array_elements_text(s.tags) AS t ORDER BY 1), $1, $1
-                 FROM nurture_contact_import s WHERE s.is_new
+                 WITH batch AS MATERIALIZED (
+                     SELECT s.*, k.uid_contact, k.email_contact, f.cid IS NULL AS is_new,
+                            CASE WHEN f.cid IS NULL THEN \(nextID) ELSE f.cid END AS id
+                     FROM nurture_contact_import_rows s
+                     CROSS JOIN LATERAL (SELECT
+                         CASE WHEN s.xid IS NOT NULL THEN
+                             (SELECT i.contact_id FROM identities i WHERE i.kind = 'user_id' AND i.value = s.xid) END AS uid_contact,
+                         CASE WHEN s.email IS NOT NULL THEN
+                             (SELECT i.contact_id FROM identities i WHERE i.kind = 'email' AND i.value = s.email) END AS email_contact
+                         OFFSET 0) AS k
+                     CROSS JOIN LATERAL (SELECT COALESCE(
+                         CASE WHEN s.xid IS NOT NULL THEN
+                             (SELECT c.id FROM contacts c WHERE c.external_id = s.xid AND c.merged_into IS NULL AND c.erased_at IS NULL) END,
+                         CASE WHEN k.uid_contact IS NOT NULL THEN
+                             (SELECT COALESCE(c.merged_into, c.id) FROM contacts c WHERE c.id = k.uid_contact AND c.erased_at IS NULL) END,
+                         CASE WHEN k.email_contact IS NOT NULL THEN
+                             (SELECT COALESCE(c.merged_into, c.id) FROM contacts c WHERE c.id = k.email_contact AND c.erased_at IS NULL
+                                AND (s.xid IS NULL OR c.external_id IS NULL OR c.external_id = s.xid)) END) AS cid
+                         OFFSET 0) AS f
+                 ), created AS (
+                     INSERT INTO contacts (id, external_id, email, email_sha256, phone, timezone, attributes, tags, created_at, updated_at)
+                     SELECT s.id, s.xid, s.email,
+                            CASE WHEN s.email IS NULL THEN NULL ELSE encode(sha256(convert_to(lower(trim(s.email)), 'UTF8')), 'hex') END,
+                            s.phone, s.tz, s.attrs,
+                            CASE WHEN cardinality(s.tags) < 2 THEN s.tags
+                                 ELSE ARRAY(SELECT DISTINCT t FROM unnest(s.tags) AS t ORDER BY 1) END,
+                            $1, $1
+                     FROM batch s WHERE s.is_new
+                 ), updated AS (
+                     UPDATE contacts c SET
+                         external_id = CASE WHEN c.external_id IS NULL AND s.xid IS NOT NULL
+                                             AND (SELECT 1 FROM contacts o WHERE o.external_id = s.xid LIMIT 1) IS NULL
+                                       THEN s.xid ELSE c.external_id END,
+                         email = COALESCE(s.email, c.email),
+                         email_sha256 = CASE WHEN s.email IS NULL THEN c.email_sha256
+                                        ELSE encode(sha256(convert_to(lower(trim(s.email)), 'UTF8')), 'hex') END,
+                         phone = COALESCE(s.phone, c.phone), timezone = COALESCE(s.tz, c.timezone),
+                         attributes = c.attributes || s.attrs,
+                         tags = CASE WHEN cardinality(c.tags) + cardinality(s.tags) < 2 THEN c.tags || s.tags
+                                     ELSE ARRAY(SELECT DISTINCT t FROM unnest(c.tags || s.tags) AS t ORDER BY 1) END,
+                         updated_at = $1
+                     FROM batch s
+                     WHERE c.id = s.id AND NOT s.is_new
+                 ), identified AS (
+                     INSERT INTO identities (kind, value, contact_id, created_at)
+                     \(identities)
+                 )
+                 SELECT count(*) FILTER (WHERE is_new), count(*) FILTER (WHERE NOT is_new) FROM batch
                  """, [now]),
-                ("""
-                 UPDATE contacts c SET
-                     external_id = CASE WHEN c.external_id IS NULL AND s.xid IS NOT NULL
-                                         AND NOT EXISTS (SELECT 1 FROM contacts o WHERE o.external_id = s.xid)
-                                   THEN s.xid ELSE c.external_id END,
-                     email = COALESCE(s.email, c.email),
-                     email_sha256 = CASE WHEN s.email IS NULL THEN c.email_sha256
-                                    ELSE encode(sha256(convert_to(lower(trim(s.email)), 'UTF8')), 'hex') END,
-                     phone = COALESCE(s.phone, c.phone), timezone = COALESCE(s.tz, c.timezone),
-                     attributes = c.attributes || s.attrs,
-                     tags = ARRAY(SELECT DISTINCT t FROM unnest(c.tags || ARRAY(SELECT jsonb_array_elements_text(s.tags))) AS t ORDER BY 1),
-                     updated_at = $1
-                 FROM nurture_contact_import s
-                 WHERE c.id = s.cid AND NOT s.is_new
-                 """, [now]),
-                ("""
-                 INSERT INTO identities (kind, value, contact_id, created_at)
-                 SELECT 'user_id', s.xid, s.cid, $1 FROM nurture_contact_import s WHERE s.xid IS NOT NULL
-                 UNION ALL
-                 SELECT 'email', s.email, s.cid, $1 FROM nurture_contact_import s WHERE s.email IS NOT NULL
-                 ON CONFLICT (kind, value) DO NOTHING
-                 """, [now]),
-                ("SELECT count(*) FILTER (WHERE is_new), count(*) FILTER (WHERE NOT is_new) FROM nurture_contact_import", []),
             ])
-            let counts = results[5].rows[0]
+            let counts = results[1].rows[0]
             return (Int(counts[0].int ?? 0), Int(counts[1].int ?? 0))
         }
     }

@@ -85,7 +85,9 @@ public struct IngestResult: Sendable, Equatable {
 ///   record a no-op. Identify/alias claim their messageId too, with `event_id = 0` (no events row).
 /// - Events rows: track (name = event) and page (name "Page Viewed", `name`/`path` in properties). Identify
 ///   and alias change the contact (traits, identities, merges) and are not behaviour history.
-/// - Identities: user_id and anonymous_id of a record (and an alias' previousId) are linked to one contact.
+/// - Identities: user_id and anonymous_id of a record (and an alias' previousId) are linked to one contact —
+///   except an anonymous_id already owned by another known user (a shared device), which is left alone so two known
+///   people are never merged by an identify (an explicit `alias` still merges).
 ///   When they resolve to different contacts, those contacts are merged into one survivor (the lowest id among
 ///   the known ones, i.e. those with a user_id, else the lowest id): identities, events, scores (summed),
 ///   segment memberships and tags (union) move to it, attributes fill in (the survivor's win), the loser gets
@@ -152,7 +154,7 @@ public struct IngestStore: Sendable {
               .textArray(unique.map { time.format(records[$0].occurredAt) })]),
             // Two index scans on the primary key (kind, value); a join with unnest() gets hashed against the whole table.
             ("""
-             SELECT i.kind, i.value, i.contact_id FROM identities i
+             SELECT i.kind, i.value, i.contact_id, c.external_id IS NOT NULL FROM identities i JOIN contacts c ON c.id = i.contact_id
              WHERE (i.kind = 'user_id' AND i.value = ANY($1::text[])) OR (i.kind = 'anonymous_id' AND i.value = ANY($2::text[]))
              """,
              [.textArray(userIDs), .textArray(anonymousIDs)]),
@@ -160,11 +162,12 @@ public struct IngestStore: Sendable {
         var eventIDs: [String: Int64] = [:]
         for row in claim[1].rows { eventIDs[row[0].string ?? ""] = row[1].int ?? 0 }
         var known: [Key: Int64] = [:]
-        for row in claim[2].rows {
-            known[Key(kind: row[0].string ?? "", value: row[1].string ?? "")] = row[2].int
-        }
         var knownContacts = Set<Int64>()   // contacts with a user_id
-        for (key, id) in known where key.kind == "user_id" { knownContacts.insert(id) }
+        for row in claim[2].rows {
+            guard let contact = row[2].int else { continue }
+            known[Key(kind: row[0].string ?? "", value: row[1].string ?? "")] = contact
+            if row[0].string == "user_id" || row[3].bool == true { knownContacts.insert(contact) }
+        }
 
         var outcomes = [IngestOutcome](repeating: .duplicate, count: records.count)
         let fresh = unique.filter { eventIDs[records[$0].messageId] != nil }
@@ -195,7 +198,15 @@ public struct IngestStore: Sendable {
             let r = records[i]
             var keys: [Key] = []
             if let u = r.userId { keys.append(Key(kind: "user_id", value: u)) }
-            if let a = r.anonymousId { keys.append(Key(kind: "anonymous_id", value: a)) }
+            if let a = r.anonymousId {
+                // A shared device: the anonymous id already belongs to another known user. Two known people are
+                // never merged because they used the same browser; the message goes to its userId alone.
+                let anonymous = Key(kind: "anonymous_id", value: a)
+                let owner = known[anonymous]
+                let sharedDevice = r.userId != nil && owner != nil && knownContacts.contains(owner!)
+                    && owner != known[Key(kind: "user_id", value: r.userId!)]
+                if !sharedDevice { keys.append(anonymous) }
+            }
             if let p = r.previousId {
                 let asUser = Key(kind: "user_id", value: p)
                 keys.append(known[asUser] != nil ? asUser : Key(kind: "anonymous_id", value: p))

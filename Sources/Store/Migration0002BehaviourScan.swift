@@ -12,5 +12,10 @@ CREATE TABLE behaviour_scan_state (
 -- HOT updates (no new index entries), and the same for scores.
 ALTER TABLE contacts SET (fillfactor = 70);
 ALTER TABLE contact_scores SET (fillfactor = 70);
+
+-- Building a segment inserts hundreds of thousands of memberships at once; the foreign key's trigger locked (and so
+-- rewrote) every member's contacts row, the largest part of that cost. Contacts are never deleted (erasure scrubs
+-- them and removes their memberships), and reconciliation removes members that are no longer live contacts.
+ALTER TABLE segment_memberships DROP CONSTRAINT segment_memberships_contact_id_fkey;
 """#)
 }

@@ -63,8 +63,8 @@ public struct SegmentStore: Sendable {
     /// the others, `logged` records both. A re-run where nothing changed writes nothing. Entries are inserted in
     /// contact order, which keeps the index insertions (and foreign-key checks) local. The FULL JOIN can only
     /// be a hash or merge join, so the plan stays linear even when the planner's statistics of
-    /// `segment_memberships` are stale (an anti-join estimated from a just-emptied table becomes a nested loop,
-    /// quadratic in the members). `ON CONFLICT DO NOTHING` and `DELETE` make a concurrent reconciliation of the
+    /// `segment_memberships` are stale (an anti-join planned from statistics taken before the segment filled up
+    /// becomes a nested loop, quadratic in the members). `ON CONFLICT DO NOTHING` and `DELETE` make a concurrent reconciliation of the
     /// same contacts harmless: only the statement that inserts or deletes a row reports and records the change.
     public func reconcileStatement(segment: String, predicate: SegmentPredicate, scope: SegmentScope, at: Date) -> (String, [PostgresValue]) {
         let lower: Int64, upper: Int64

@@ -2,6 +2,7 @@ import ArgumentParser
 import Domain
 import Foundation
 import JobQueue
+import Logging
 import NurtureCore
 import Postgres
 import Runtime
@@ -41,6 +42,7 @@ struct BenchImportCommand: ParsableCommand {
     }
 
     func run() throws {
+        LoggingSetup.once(level: .warning)
         let config = try connection.config()
         let schema = "bench_\(JobQueue.newJobID().prefix(8).lowercased())"
         let admin = try PostgresConnection(url: config.databaseURL)
@@ -79,15 +81,20 @@ struct BenchImportCommand: ParsableCommand {
         defer { if csv == nil && !keepFile { try? FileManager.default.removeItem(atPath: path) } }
 
         for pass in 1...2 {
+            let serverBefore = Self.serverCPUSeconds(db), clientBefore = Self.clientCPUSeconds()
             let started = monotonicNanoseconds()
             let report = try ContactStore().importCSV(path: path, batchSize: batch, at: Date(), on: db)
             let seconds = Double(monotonicNanoseconds() - started) / 1e9
+            var serverCPU = "-"
+            if let before = serverBefore, let after = Self.serverCPUSeconds(db) { serverCPU = fmt(after - before, 1) }
+            let clientCPU = Self.clientCPUSeconds() - clientBefore
             let written = report.imported + report.updated
             emit("import", [("pass", "\(pass)"), ("path", pass == 1 ? "insert" : "upsert"), ("rows", "\(report.rowsRead)"),
                             ("imported", "\(report.imported)"), ("updated", "\(report.updated)"), ("skipped", "\(report.skipped)"),
                             ("batch", "\(batch)"), ("seconds", fmt(seconds, 3)),
                             ("rows_per_s", fmt(Double(report.rowsRead) / seconds, 0)),
-                            ("written_per_s", fmt(Double(written) / seconds, 0))])
+                            ("written_per_s", fmt(Double(written) / seconds, 0)),
+                            ("client_cpu_s", fmt(clientCPU, 1)), ("server_cpu_s", serverCPU)])
             if csv == nil && report.skipped != expectedBad {
                 throw UserError("pass \(pass): \(report.skipped) rows skipped, \(expectedBad) expected")
             }
@@ -112,10 +119,27 @@ struct BenchImportCommand: ParsableCommand {
         emit("import-rss", [("rss_mb", fmt(rss.current)), ("peak_rss_mb", fmt(rss.peak))])
     }
 
+    /// CPU seconds (user + system) of this process, all threads.
+    static func clientCPUSeconds() -> Double {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+    }
+
+    /// CPU seconds of the connection's PostgreSQL backend, when it runs on this machine (/proc); nil otherwise.
+    static func serverCPUSeconds(_ db: PostgresConnection) -> Double? {
+        guard let pid = db.backendPID, let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = text.lastIndex(of: ")") else { return nil }
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        // After the command: state is field 3, utime and stime are fields 14 and 15 (clock ticks).
+        guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
     /// Writes the CSV; returns how many of its rows are bad (skipped by the importer).
     static func generate(rows: Int, to path: String) throws -> Int {
         guard let out = FileHandle(forWritingAtPath: path) ?? {
-            FileManager.default.createFile(atPath: path, contents: nil)
+            _ = FileManager.default.createFile(atPath: path, contents: nil)
             return FileHandle(forWritingAtPath: path)
         }() else { throw UserError("cannot write \(path)") }
         defer { try? out.close() }
@@ -148,7 +172,7 @@ struct BenchImportCommand: ParsableCommand {
                 }
             } else {
                 let id = n % 33 == 5 ? "" : "u\(n)"
-                let email = n % 50 == 7 ? "" : "\(first.lowercased().filter(\.isLetter)).\(n)@Example.com"
+                let email = n % 50 == 7 && !id.isEmpty ? "" : "\(first.lowercased().filter(\.isLetter)).\(n)@Example.com"
                 text += "\(id),\(email),\(first),\(last),\(plans[(r / 400) % plans.count]),\(countries[(r / 3_000) % countries.count]),"
                 text += "\(tagSets[(r / 40_000) % tagSets.count]),\(zones[(r / 400_000) % zones.count])\r\n"
             }

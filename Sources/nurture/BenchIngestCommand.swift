@@ -31,7 +31,7 @@ struct BenchIngestCommand: AsyncParsableCommand {
     @Option(help: "Messages in total (identify + track + page).") var events: Int = 200_000
     @Option(help: "Distinct contacts.") var contacts: Int = 50_000
     @Option(help: "Worker processes ingesting.") var processes: Int = 2
-    @Option(help: "Entries per ingest transaction.") var batch: Int = 500
+    @Option(help: "Entries per ingest transaction.") var batch: Int = 1_000
     @Option(help: "Definition files or directories to apply first ('none': ingestion alone).") var definitions: String = "examples"
 
     func validate() throws {

@@ -5,6 +5,7 @@ import NurtureCore
 import Postgres
 import Runtime
 import Store
+import Synchronization
 
 /// `nurture bench segments`: a full re-evaluation of the example segments over generated contacts and events.
 struct BenchSegmentsCommand: ParsableCommand {
@@ -18,6 +19,8 @@ struct BenchSegmentsCommand: ParsableCommand {
             monthly partitions, then VACUUM ANALYZE (generation is timed separately). Then reconciles every segment
             of --segments in dependency order (in_segment dependencies first) in scan mode over all contacts,
             twice: the first pass fills the memberships, the second (same business time) changes nothing.
+            With --connections N, segments that do not depend on each other run on N connections at once (one
+            reconciliation statement cannot use PostgreSQL's parallel workers: it writes).
             Prints one JSON line (per-segment seconds, members, entries and exits; totals) and a summary.
             Uses NURTURE_DATABASE_URL; everything goes into a fresh schema that is dropped afterwards.
             """)
@@ -30,11 +33,14 @@ struct BenchSegmentsCommand: ParsableCommand {
     var scoring: String = "examples/scoring.yaml"
     @Option(help: "Contacts per reconciliation statement (id-range chunks); 0: one statement per segment.")
     var chunk: Int = 0
+    @Option(help: "Connections reconciling independent segments at the same time.") var connections: Int = 1
     @Option(help: "Seed of the generated data.") var seed: UInt64 = 1
     @Flag(help: "Keep the schema afterwards (its name is printed) to inspect plans.") var keepSchema = false
 
     func validate() throws {
-        guard contacts >= 1, events >= 0, chunk >= 0 else { throw ValidationError("need --contacts >= 1, --events >= 0, --chunk >= 0") }
+        guard contacts >= 1, events >= 0, chunk >= 0, connections >= 1 else {
+            throw ValidationError("need --contacts >= 1, --events >= 0, --chunk >= 0, --connections >= 1")
+        }
     }
 
     func run() throws {
@@ -67,27 +73,22 @@ struct BenchSegmentsCommand: ParsableCommand {
         let store = SegmentStore()
         guard let (first, last) = try store.idBounds(on: db) else { throw UserError("no contacts generated") }
         let ranges = chunk == 0 ? [(first, last)] : stride(from: first, through: last, by: chunk).map { ($0, min(last, $0 + Int64(chunk) - 1)) }
-        func pass() throws -> [SegmentFigures] {
-            try definitions.map { segment in
-                let predicate = segmentPredicate(segment.where, now: now, options: options, mode: .scan)
-                let started = monotonicNanoseconds()
-                var entered = 0, exited = 0
-                for (lower, upper) in ranges {
-                    let changes = try store.reconcile(segment: segment.name, predicate: predicate, scope: .idRange(lower, upper), at: now, on: db)
-                    entered += changes.entered.count
-                    exited += changes.exited.count
-                }
-                let seconds = Double(monotonicNanoseconds() - started) / 1e9
-                return SegmentFigures(name: segment.name, seconds: seconds, members: try store.memberCount(segment: segment.name, on: db),
-                                      entered: entered, exited: exited)
+        let pool = try [db] + (1..<connections).map { _ in try PostgresConnection(url: url) }
+        /// Every segment once, level by level (a level's segments only read segments of earlier levels).
+        func pass() throws -> (segments: [SegmentFigures], seconds: Double) {
+            let started = monotonicNanoseconds()
+            var figures: [SegmentFigures] = []
+            for level in definitions {
+                figures += try reconcileConcurrently(level, pool: pool, ranges: ranges, now: now, options: options)
             }
+            return (figures, Double(monotonicNanoseconds() - started) / 1e9)
         }
         let firstPass = try pass()
         let secondPass = try pass()
 
-        func passJSON(_ figures: [SegmentFigures]) -> Value {
-            .object(["total_s": .number(rounded(figures.reduce(0) { $0 + $1.seconds })),
-                     "segments": .array(figures.map { f in
+        func passJSON(_ pass: (segments: [SegmentFigures], seconds: Double)) -> Value {
+            .object(["total_s": .number(rounded(pass.seconds)),
+                     "segments": .array(pass.segments.map { f in
                          .object(["name": .string(f.name), "seconds": .number(rounded(f.seconds)), "members": .number(Double(f.members)),
                                   "entered": .number(Double(f.entered)), "exited": .number(Double(f.exited))])
                      })])
@@ -95,6 +96,7 @@ struct BenchSegmentsCommand: ParsableCommand {
         let json: Value = .object([
             "bench": .string("segments"), "contacts": .number(Double(contacts)), "events": .number(Double(events)),
             "chunk": .number(Double(chunk)), "statements_per_segment": .number(Double(ranges.count)),
+            "connections": .number(Double(connections)),
             "generate_s": .object(Dictionary(uniqueKeysWithValues: generation.map { ($0.0, .number(rounded($0.1))) })),
             "first": passJSON(firstPass), "second": passJSON(secondPass),
         ])
@@ -104,16 +106,16 @@ struct BenchSegmentsCommand: ParsableCommand {
               + generation.map { "\($0.0) \(fmt($0.1, 1)) s" }.joined(separator: ", "))
         print("segment".padding(toLength: 20, withPad: " ", startingAt: 0) + "members".leftPadded(10) + "first s".leftPadded(10)
               + "changes".leftPadded(10) + "second s".leftPadded(10) + "changes".leftPadded(10))
-        for (a, b) in zip(firstPass, secondPass) {
+        for (a, b) in zip(firstPass.segments, secondPass.segments) {
             print(a.name.padding(toLength: 20, withPad: " ", startingAt: 0) + "\(b.members)".leftPadded(10) + fmt(a.seconds, 3).leftPadded(10)
                   + "\(a.entered + a.exited)".leftPadded(10) + fmt(b.seconds, 3).leftPadded(10) + "\(b.entered + b.exited)".leftPadded(10))
         }
-        print("total".padding(toLength: 30, withPad: " ", startingAt: 0) + fmt(firstPass.reduce(0) { $0 + $1.seconds }, 3).leftPadded(10)
-              + "".leftPadded(10) + fmt(secondPass.reduce(0) { $0 + $1.seconds }, 3).leftPadded(10))
+        print("total (wall, \(connections) connection\(connections == 1 ? "" : "s"))".padding(toLength: 30, withPad: " ", startingAt: 0)
+              + fmt(firstPass.seconds, 3).leftPadded(10) + "".leftPadded(10) + fmt(secondPass.seconds, 3).leftPadded(10))
     }
 
-    /// The segments in dependency order and the compiler options of the scoring model (if any).
-    private func loadDefinitions() throws -> ([SegmentDefinition], SQLCompilerOptions) {
+    /// The segments in dependency levels and the compiler options of the scoring model (if any).
+    private func loadDefinitions() throws -> ([[SegmentDefinition]], SQLCompilerOptions) {
         var loader = DefinitionLoader(environment: ProcessInfo.processInfo.environment)
         for file in [segments, scoring] where file == segments || FileManager.default.fileExists(atPath: file) {
             guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { throw UserError("cannot read \(file)") }
@@ -131,26 +133,66 @@ struct BenchSegmentsCommand: ParsableCommand {
             }
         }
         if found.isEmpty { throw UserError("no segments in \(segments)") }
-        return (try dependencyOrder(found), options)
+        return (try dependencyLevels(found), options)
     }
 
-    /// Segments after the segments their `in_segment(...)` names (depth first, in file order otherwise).
-    private func dependencyOrder(_ segments: [SegmentDefinition]) throws -> [SegmentDefinition] {
+    /// Segments grouped by dependency level, in file order within a level: level 0 reads no segment, level n
+    /// reads (through `in_segment`) segments of levels below n only.
+    private func dependencyLevels(_ segments: [SegmentDefinition]) throws -> [[SegmentDefinition]] {
         let byName = Dictionary(segments.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
-        var done = Set<String>(), visiting = Set<String>(), order: [SegmentDefinition] = []
-        func visit(_ segment: SegmentDefinition) throws {
-            if done.contains(segment.name) { return }
+        var levels: [String: Int] = [:], visiting = Set<String>()
+        func level(_ segment: SegmentDefinition) throws -> Int {
+            if let known = levels[segment.name] { return known }
             guard visiting.insert(segment.name).inserted else { throw UserError("segment \(segment.name) depends on itself through in_segment") }
-            for dependency in segment.where.referencedSegments.sorted() {
-                if let d = byName[dependency] { try visit(d) }
+            var result = 0
+            for dependency in segment.where.referencedSegments {
+                if let d = byName[dependency] { result = max(result, try level(d) + 1) }
             }
             visiting.remove(segment.name)
-            done.insert(segment.name)
-            order.append(segment)
+            levels[segment.name] = result
+            return result
         }
-        for segment in segments { try visit(segment) }
-        return order
+        var grouped: [[SegmentDefinition]] = []
+        for segment in segments {
+            let n = try level(segment)
+            while grouped.count <= n { grouped.append([]) }
+            grouped[n].append(segment)
+        }
+        return grouped
     }
+}
+
+/// Reconciles `segments` (independent of each other) over `ranges`, each on the next free connection of `pool`.
+private func reconcileConcurrently(_ segments: [SegmentDefinition], pool: [PostgresConnection], ranges: [(Int64, Int64)], now: Date,
+                                   options: SQLCompilerOptions) throws -> [SegmentFigures] {
+    let next = Mutex(0)
+    let results = Mutex<[Int: Result<SegmentFigures, any Error>]>([:])
+    DispatchQueue.concurrentPerform(iterations: min(pool.count, segments.count)) { worker in
+        while true {
+            let index = next.withLock { n in defer { n += 1 }; return n }
+            guard index < segments.count else { return }
+            let result = Result { try reconcile(segments[index], on: pool[worker], ranges: ranges, now: now, options: options) }
+            results.withLock { $0[index] = result }
+        }
+    }
+    return try results.withLock { done in try segments.indices.map { try done[$0]!.get() } }
+}
+
+/// One segment over every range (scan mode), timed; the member count is read afterwards, untimed.
+private func reconcile(_ segment: SegmentDefinition, on db: PostgresConnection, ranges: [(Int64, Int64)], now: Date,
+                       options: SQLCompilerOptions) throws -> SegmentFigures {
+    let store = SegmentStore()
+    let predicate = segmentPredicate(segment.where, now: now, options: options, mode: .scan)
+    let started = monotonicNanoseconds()
+    var entered = 0, exited = 0
+    for (lower, upper) in ranges {
+        let changes = try store.reconcile(segment: segment.name, predicate: predicate, scope: .idRange(lower, upper), at: now, on: db)
+        entered += changes.entered.count
+        exited += changes.exited.count
+    }
+    let seconds = Double(monotonicNanoseconds() - started) / 1e9
+    return SegmentFigures(name: segment.name, seconds: seconds, members: try store.memberCount(segment: segment.name, on: db),
+                          entered: entered, exited: exited)
 }
 
 private struct SegmentFigures {

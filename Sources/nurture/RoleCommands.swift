@@ -45,7 +45,7 @@ struct WorkerCommand: AsyncParsableCommand {
     var noIngest = false
 
     @Option(help: "Events read and committed per ingest batch.")
-    var ingestBatch: Int = 500
+    var ingestBatch: Int = 1_000
 
     func validate() throws {
         guard (1...1024).contains(concurrency) else { throw ValidationError("--concurrency must be 1-1024") }

@@ -270,3 +270,29 @@ private func firstProblem(_ yaml: String, env: [String: String] = [:]) -> String
         #expect(t.text?.source == "costs ${PRICE}")
     }
 }
+
+@Suite struct SegmentDependencyTests {
+    @Test func aSegmentCycleIsAnErrorAtTheSegment() {
+        let yaml = """
+            kind: segment
+            name: a
+            where: 'in_segment("b")'
+            ---
+            kind: segment
+            name: b
+            where: 'in_segment("a") or has_tag("x")'
+            ---
+            kind: segment
+            name: c
+            where: 'in_segment("c")'
+            ---
+            kind: segment
+            name: d
+            where: 'in_segment("a")'
+            """
+        #expect(problems(yaml) == [
+            "f.yaml:1:1: segment 'a' depends on itself through in_segment: a → b → a",
+            "f.yaml:9:1: segment 'c' depends on itself through in_segment: c → c",
+        ])
+    }
+}

@@ -126,6 +126,23 @@ import TestSupport
         #expect(try Self.members(h, "pricing-curious") == ["known-1"])
     }
 
+    @Test func aSharedDeviceNeverMergesTwoKnownPeople() async throws {
+        let h = try IngestHarness()
+        defer { h.cleanUp() }
+        // Ann signs in on a shared laptop (anonymous id "laptop"), then Bob signs in on the same laptop.
+        try await Self.ingest(h, [#"{"type":"identify","userId":"ann","anonymousId":"laptop","traits":{"email":"ann@example.com"},"messageId":"d1"}"#])
+        try await Self.ingest(h, [
+            #"{"type":"identify","userId":"bob","anonymousId":"laptop","traits":{"email":"bob@example.com"},"messageId":"d2"}"#,
+            Self.track("bob", "Page Viewed", at: Date(), id: "d3"),
+        ])
+        let ann = try Self.contactID(h, "ann"), bob = try Self.contactID(h, "bob")
+        #expect(ann > 0 && bob > 0 && ann != bob)
+        #expect(try h.count("SELECT count(*) FROM contacts WHERE merged_into IS NOT NULL") == 0)
+        #expect(try h.count("SELECT contact_id FROM identities WHERE kind = 'anonymous_id' AND value = 'laptop'") == ann)
+        #expect(try h.db.query("SELECT email FROM contacts WHERE id = $1", [.int(bob)]).rows[0][0].string == "bob@example.com")
+        #expect(try h.count("SELECT count(*) FROM events WHERE contact_id = $1", [.int(bob)]) == 1)
+    }
+
     @Test func segmentsAreEnteredAndLeftInTheTransactionOfTheCausingEvent() async throws {
         let h = try IngestHarness()
         defer { h.cleanUp() }

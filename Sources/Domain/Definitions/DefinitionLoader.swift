@@ -67,11 +67,45 @@ public struct DefinitionLoader: Sendable {
             diagnostics.append(DefinitionDiagnostic(file: ref.file, line: p.line, column: p.column,
                                                     message: "\(ref.usage): unknown \(ref.kind.rawValue) '\(ref.name)' (not in these files nor applied before)\(hint)"))
         }
+        diagnostics += segmentCycles()
         let sorted = definitions.enumerated().sorted { a, b in
             a.element.kind != b.element.kind ? a.element.kind < b.element.kind : a.offset < b.offset
         }.map(\.element)
         diagnostics.sort { ($0.file, $0.line, $0.column) < ($1.file, $1.line, $1.column) }
         return DefinitionReport(definitions: sorted, diagnostics: diagnostics, documentCount: documentCount)
+    }
+
+    /// Segments that depend on themselves through `in_segment` (a → b → a): membership could never settle.
+    private func segmentCycles() -> [DefinitionDiagnostic] {
+        var edges: [String: [String]] = [:]
+        var sources: [String: String] = [:]
+        for d in definitions {
+            guard case .segment(let s) = d.body else { continue }
+            edges[s.name] = s.where.referencedSegments.sorted()
+            sources[s.name] = d.source
+        }
+        var state: [String: Bool] = [:]   // false: on the path, true: done
+        var reported = Set<String>()
+        var diagnostics: [DefinitionDiagnostic] = []
+        func visit(_ name: String, _ path: [String]) {
+            if state[name] == true { return }
+            if state[name] == false {
+                let cycle = Array(path[path.firstIndex(of: name)!...]) + [name]
+                guard reported.insert(cycle.dropLast().sorted().joined(separator: ",")).inserted else { return }
+                let source = sources[name] ?? "?:1"
+                let colon = source.lastIndex(of: ":")
+                let file = colon.map { String(source[..<$0]) } ?? source
+                let line = colon.flatMap { Int(source[source.index(after: $0)...]) } ?? 1
+                diagnostics.append(DefinitionDiagnostic(file: file, line: line, column: 1,
+                                                        message: "segment '\(name)' depends on itself through in_segment: \(cycle.joined(separator: " → "))"))
+                return
+            }
+            state[name] = false
+            for next in edges[name] ?? [] where edges[next] != nil { visit(next, path + [name]) }
+            state[name] = true
+        }
+        for name in edges.keys.sorted() { visit(name, []) }
+        return diagnostics
     }
 
     // MARK: references

@@ -53,15 +53,13 @@ public struct SegmentMessage: Sendable, Equatable {
     /// Parses and validates one payload. Never throws anything but a `MalformedEvent` with a precise reason.
     public static func parse(_ bytes: [UInt8]) throws(MalformedEvent) -> SegmentMessage {
         if bytes.count > maxPayloadBytes { throw MalformedEvent("over 64 KiB (\(bytes.count) bytes)") }
-        let object: Any
+        let value: Value
         do {
-            object = try JSONSerialization.jsonObject(with: Data(bytes), options: [])
+            value = try ValueJSON.parse(bytes)
         } catch {
-            let text = (error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String ?? "\(error)"
-            throw MalformedEvent("payload is not JSON: \(text)")
+            throw MalformedEvent("payload is not JSON: \(error)")
         }
-        guard let dictionary = object as? [String: Any] else { throw MalformedEvent("payload is not a JSON object") }
-        guard case .object(let fields) = Value(json: dictionary) else { throw MalformedEvent("payload is not a JSON object") }
+        guard case .object(let fields) = value else { throw MalformedEvent("payload is not a JSON object") }
         return try parse(fields: fields)
     }
 
