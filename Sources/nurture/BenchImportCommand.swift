@@ -18,9 +18,11 @@ struct BenchImportCommand: ParsableCommand {
             the rows have no id and 2% no email, some names are quoted with commas, quotes or non-ASCII letters, and
             1% are bad: an invalid email, neither id nor email, or a wrong number of fields) into a temporary file
             (generation timed separately), then imports it with ContactStore.importCSV exactly as
-            `nurture contacts import` does (same --batch default), printing rows/s, seconds and
-            imported/updated/skipped. A second pass imports the same file again: every row is then an update (the
-            upsert path). With --with-segments the definitions in --definitions are applied first and the
+            `nurture contacts import` does (same --batch default), printing rows/s, seconds,
+            imported/updated/skipped and the CPU seconds of this process and of its PostgreSQL backend (read from
+            /proc when the server runs on this machine; useful on a shared machine, where wall time also measures
+            the neighbours). A second pass imports the same file again: every row is then an update (the upsert
+            path). With --with-segments the definitions in --definitions are applied first and the
             re-evaluation `contacts import` runs afterwards (BehaviourScan everything) is timed after each pass.
             Uses NURTURE_DATABASE_URL; everything goes into a fresh schema that is dropped afterwards.
 
@@ -56,13 +58,7 @@ struct BenchImportCommand: ParsableCommand {
         _ = try Migrator().migrate(db)
         var applied = 0
         if withSegments {
-            let report = try DefinitionFiles.load(definitions.split(separator: ",").map(String.init), stored: [:])
-            try DefinitionFiles.report(report)
-            let records = report.definitions.map {
-                DefinitionRecord(kind: $0.kind.rawValue, name: $0.name, checksum: $0.checksum, specJSON: $0.canonicalJSON, source: $0.source)
-            }
-            _ = try DefinitionStore().apply(records, appliedBy: "bench", at: Date(), on: db)
-            applied = records.count
+            applied = try applyDefinitions(definitions, on: db)
         }
 
         let path: String

@@ -52,13 +52,7 @@ struct BenchIngestCommand: AsyncParsableCommand {
         _ = try Migrator().migrate(db)
         var applied = 0
         if definitions != "none" {
-            let report = try DefinitionFiles.load(definitions.split(separator: ",").map(String.init), stored: [:])
-            try DefinitionFiles.report(report)
-            let records = report.definitions.map {
-                DefinitionRecord(kind: $0.kind.rawValue, name: $0.name, checksum: $0.checksum, specJSON: $0.canonicalJSON, source: $0.source)
-            }
-            _ = try DefinitionStore().apply(records, appliedBy: "bench", at: Date(), on: db)
-            applied = records.count
+            applied = try applyDefinitions(definitions, on: db)
         }
 
         let namespace = "bench-\(JobQueue.newJobID().prefix(8))"

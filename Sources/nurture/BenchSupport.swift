@@ -1,6 +1,9 @@
+import Domain
 import Foundation
 import NurtureCore
+import Postgres
 import Redis
+import Store
 
 /// A redis-server of the benchmark's own (no persistence, like the peer harness's), on a free loopback port.
 final class PrivateRedis {
@@ -77,4 +80,16 @@ func fmt(_ v: Double, _ digits: Int = 1) -> String { String(format: "%.\(digits)
 /// Path of this executable, to start worker and scheduler processes of the same build.
 func ownExecutable() -> String {
     (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+}
+
+/// Applies the definition files or directories in `paths` (comma-separated) as `nurture apply` does; returns how many
+/// definitions there were.
+func applyDefinitions(_ paths: String, on db: PostgresConnection) throws -> Int {
+    let report = try DefinitionFiles.load(paths.split(separator: ",").map(String.init), stored: [:])
+    try DefinitionFiles.report(report)
+    let records = report.definitions.map {
+        DefinitionRecord(kind: $0.kind.rawValue, name: $0.name, checksum: $0.checksum, specJSON: $0.canonicalJSON, source: $0.source)
+    }
+    _ = try DefinitionStore().apply(records, appliedBy: "bench", at: Date(), on: db)
+    return records.count
 }

@@ -166,17 +166,6 @@ private func syntaxError(_ source: String) -> String? {
     }
 }
 
-/// A small deterministic generator (SplitMix64) so fuzz failures reproduce.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 @Suite struct LiquidFuzzTests {
     static let fragments: [String] = [
@@ -210,7 +199,7 @@ struct SeededGenerator: RandomNumberGenerator {
     ]
 
     @Test func randomTemplatesNeverCrashOrHang() throws {
-        var rng = SeededGenerator(state: 0x4C49_5155_4944)
+        var rng = SplitMix64(seed: 0x4C49_5155_4944)
         let contexts = try Self.contexts.map { try Value(jsonText: $0) }
         let limits = LiquidLimits(maxOutputBytes: 64_000, maxLoopIterations: 2_000, maxArrayLength: 5_000, maxWork: 200_000)
         var rendered = 0, syntaxErrors = 0, renderErrors = 0

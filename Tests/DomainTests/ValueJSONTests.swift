@@ -2,18 +2,6 @@ import Domain
 import Foundation
 import Testing
 
-/// Reproducible randomness for the generated cases (SplitMix64).
-private struct JSONJSONFuzzRandom: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 private func parse(_ text: String) throws -> Value { try ValueJSON.parse(text) }
 
@@ -72,7 +60,7 @@ private let keyPool: [String] = [
     "[", "`", "~", "|", "@", "#", "\"q\"", "back\\slash", "tab\t", "nl\n", "ctl\u{1}", "del\u{7f}", "\u{2028}",
 ]
 
-private func randomKey(_ rng: inout JSONJSONFuzzRandom) -> String {
+private func randomKey(_ rng: inout SplitMix64) -> String {
     switch Int.random(in: 0..<4, using: &rng) {
     case 0:
         return keyPool.randomElement(using: &rng)!
@@ -94,7 +82,7 @@ private let stringPool: [String] = [
     "2026-11-22T10:00:00Z",
 ]
 
-private func randomNumber(_ rng: inout JSONJSONFuzzRandom) -> Double {
+private func randomNumber(_ rng: inout SplitMix64) -> Double {
     switch Int.random(in: 0..<10, using: &rng) {
     case 0: return Double(Int.random(in: -100...100, using: &rng))
     case 1: return Double(Int64.random(in: -999_999_999_999_999...999_999_999_999_999, using: &rng))
@@ -113,7 +101,7 @@ private func randomNumber(_ rng: inout JSONJSONFuzzRandom) -> Double {
     }
 }
 
-private func randomValue(_ rng: inout JSONJSONFuzzRandom, depth: Int = 0, times: Bool = false) -> Value {
+private func randomValue(_ rng: inout SplitMix64, depth: Int = 0, times: Bool = false) -> Value {
     let leaf = depth >= 4 || Int.random(in: 0..<3, using: &rng) > 0
     if leaf {
         switch Int.random(in: 0..<(times ? 6 : 5), using: &rng) {
@@ -324,7 +312,7 @@ private func randomValue(_ rng: inout JSONJSONFuzzRandom, depth: Int = 0, times:
 
     /// The writer produces exactly what the JSONSerialization-based `jsonText` produced (definition checksums hash it).
     @Test func writerMatchesJSONSerialization() {
-        var rng = JSONJSONFuzzRandom(seed: 0x5EED_0001)
+        var rng = SplitMix64(seed: 0x5EED_0001)
         var mismatches: [String] = []
         for _ in 0..<3000 {
             let value = randomValue(&rng, times: true)
@@ -337,7 +325,7 @@ private func randomValue(_ rng: inout JSONJSONFuzzRandom, depth: Int = 0, times:
 
     /// Many keys per object, drawn so that prefixes, digit runs and case-only differences collide often.
     @Test func keyOrderMatchesJSONSerialization() {
-        var rng = JSONJSONFuzzRandom(seed: 0x5EED_0002)
+        var rng = SplitMix64(seed: 0x5EED_0002)
         var mismatches: [String] = []
         for round in 0..<400 {
             var fields: [String: Value] = [:]
@@ -356,7 +344,7 @@ private func randomValue(_ rng: inout JSONJSONFuzzRandom, depth: Int = 0, times:
     }
 
     @Test func randomValuesRoundTrip() throws {
-        var rng = JSONJSONFuzzRandom(seed: 0x5EED_0003)
+        var rng = SplitMix64(seed: 0x5EED_0003)
         for _ in 0..<5000 {
             let value = randomValue(&rng)
             let text = value.jsonText
@@ -370,7 +358,7 @@ private func randomValue(_ rng: inout JSONJSONFuzzRandom, depth: Int = 0, times:
     /// Random bytes and mutated valid documents: the reader never crashes, agrees with JSONSerialization on what is
     /// valid (except for the documented differences) and, when both accept, on the value.
     @Test func fuzzAgainstJSONSerialization() {
-        var rng = JSONJSONFuzzRandom(seed: 0x5EED_0004)
+        var rng = SplitMix64(seed: 0x5EED_0004)
         let interesting = Array(#"{}[]",:\ u0123456789eE.-+tfnrlsa"#.utf8) + [0x00, 0x09, 0x0A, 0x0D, 0x1F, 0x7F, 0x80, 0xBF, 0xC3, 0xA9, 0xE2, 0x82, 0xAC, 0xED, 0xA0, 0xF0, 0x9F, 0xFF]
         let seeds: [String] = [
             Self.segmentPayload, #"{"a":[1,2,{"b":null}],"c":"\u00e9\ud83d\ude00\n","d":-1.5e-3,"e":true,"f":false}"#,

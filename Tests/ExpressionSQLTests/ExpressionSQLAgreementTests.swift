@@ -5,18 +5,8 @@ import Store
 import Testing
 import TestSupport
 
-/// SplitMix64: a small deterministic generator, so a failure reproduces.
-private struct SeededRandom: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+/// Deterministic, so a failure reproduces from its seed.
+private typealias SeededRandom = SplitMix64
 
 private let now = Value.parseTime("2026-11-22T12:00:00Z")!
 private let day = 86_400.0
