@@ -129,7 +129,7 @@ struct ContactsShowCommand: AsyncParsableCommand {
             ["timezone", c.timezone ?? "-"], ["stage", c.stage ?? "-"], ["tags", c.tags.joined(separator: ", ")],
             ["attributes", c.attributes], ["first seen", ContactsCLI.iso(c.firstSeenAt)], ["last seen", ContactsCLI.iso(c.lastSeenAt)],
             ["identities", c.identities.joined(separator: ", ")],
-            ["scores", c.scores.keys.sorted().map { "\($0)=\(c.scores[$0]!)" }.joined(separator: ", ")],
+            ["scores", c.scores.keys.sorted().map { "\($0)=\(String(format: "%.2f", c.scores[$0]!))" }.joined(separator: ", ")],
             ["segments", c.segments.joined(separator: ", ")], ["events", String(c.eventCount)],
         ]
         if let u = c.unsubscribedAt { rows.append(["unsubscribed", ContactsCLI.iso(u)]) }

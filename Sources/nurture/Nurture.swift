@@ -11,7 +11,8 @@ struct Nurture: AsyncParsableCommand {
         commandName: "nurture",
         abstract: "Self-hosted marketing automation: events in, the right message out, exactly once.",
         discussion: """
-            Long-running roles: scheduler, worker. Administration: migrate, jobs, queues, dlq, clock, bench.
+            Long-running roles: scheduler, worker. Definitions: validate, apply. People: events, contacts, segments,
+            report. Operations: migrate, jobs, queues, dlq, clock, templates, bench.
             Configuration comes from the environment (NURTURE_REDIS_URL, NURTURE_DATABASE_URL, NURTURE_NAMESPACE,
             NURTURE_LOG_LEVEL, NURTURE_METRICS_PORT, ...; see README): flags override it.
             Exit codes: 0 success, 1 user error (message on stderr), 2 usage error, 3 internal failure.
