@@ -69,14 +69,14 @@ public struct ContactStore: Sendable {
     /// columns, `tags` is split on `;` or `|`, every other column is a string attribute (an empty cell sets
     /// nothing). Existing contacts get attributes merged (`||`) and tags added. Bad rows are reported with
     /// their line and skipped. Each batch is one transaction: COPY into a temp table, then one set-based merge.
-    public func importCSV(path: String, batchSize: Int = 10_000, at: Date, on db: PostgresConnection,
+    public func importCSV(path: String, batchSize: Int = 5_000, at: Date, on db: PostgresConnection,
                           progress: (ContactImportReport) -> Void = { _ in }) throws -> ContactImportReport {
         let reader: CSVReader
         do { reader = try CSVReader(path: path) } catch { throw ContactImportError(message: "\(error)") }
         return try importCSV(reader: reader, batchSize: batchSize, at: at, on: db, progress: progress)
     }
 
-    public func importCSV(reader: CSVReader, batchSize: Int = 10_000, at: Date, on db: PostgresConnection,
+    public func importCSV(reader: CSVReader, batchSize: Int = 5_000, at: Date, on db: PostgresConnection,
                           progress: (ContactImportReport) -> Void = { _ in }) throws -> ContactImportReport {
         let header: CSVRecord
         do {

@@ -32,7 +32,7 @@ struct BenchImportCommand: ParsableCommand {
 
     @OptionGroup var connection: ConnectionOptions
     @Option(help: "Data rows in the generated CSV (bad rows included).") var rows: Int = 1_000_000
-    @Option(help: "Rows per transaction (the `contacts import` default).") var batch: Int = 10_000
+    @Option(help: "Rows per transaction (the `contacts import` default).") var batch: Int = 5_000
     @Option(help: "Import this CSV instead of generating one.") var csv: String?
     @Flag(help: "Also time the segment / lifecycle re-evaluation `contacts import` runs after importing.") var withSegments = false
     @Option(help: "Definition files or directories applied with --with-segments.") var definitions: String = "examples"

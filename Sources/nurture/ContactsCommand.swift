@@ -62,7 +62,7 @@ struct ContactsImportCommand: AsyncParsableCommand {
             """)
     @OptionGroup var connection: ConnectionOptions
     @Argument(help: "The CSV file.") var file: String
-    @Option(help: "Rows per transaction.") var batch: Int = 10_000
+    @Option(help: "Rows per transaction (each row takes two advisory locks: keep batch × 2 well under max_locks_per_transaction × max_connections).") var batch: Int = 5_000
     @Flag(help: "Do not re-evaluate segments and initial lifecycle stages after the import (the scheduler's scan will).")
     var noSegments = false
 
