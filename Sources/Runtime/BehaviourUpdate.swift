@@ -104,10 +104,10 @@ struct BehaviourUpdate {
             for c in contacts {
                 for i in byContact[c]! {
                     guard let event = inputs[i].event else { continue }
-                    for rule in model.rules {
-                        let context = EvaluationContext(contact: views[c]?.value ?? .object([:]), event: event, now: now,
-                                                        history: history.forContact(c))
-                        if rule.when.matches(in: context) { points[c, default: []].append((rule.points, event.occurredAt)) }
+                    let context = EvaluationContext(contact: views[c]?.value ?? .object([:]), event: event, now: now,
+                                                    history: history.forContact(c))
+                    for rule in model.rules where rule.when.matches(in: context) {
+                        points[c, default: []].append((rule.points, event.occurredAt))
                     }
                 }
             }

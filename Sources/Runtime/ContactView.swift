@@ -125,11 +125,17 @@ final class TransactionHistory {
     }
 
     private static func countSQL(contacts: [Int64], name: String?, since: Date?) -> (String, [PostgresValue]) {
-        var sql = "SELECT contact_id, count(*) FROM events WHERE contact_id = ANY($1::int8[])"
+        let (condition, parameters) = eventFilter(contacts: contacts, name: name, since: since)
+        return ("SELECT contact_id, count(*) FROM events WHERE \(condition) GROUP BY contact_id", parameters)
+    }
+
+    /// `events` rows of `contacts`, named `name` (nil: any), at or after `since` (nil: ever).
+    fileprivate static func eventFilter(contacts: [Int64], name: String?, since: Date?) -> (String, [PostgresValue]) {
+        var sql = "contact_id = ANY($1::int8[])"
         var parameters: [PostgresValue] = [.intArray(contacts.map { Optional($0) })]
         if let name { parameters.append(.text(name)); sql += " AND name = $\(parameters.count)" }
         if let since { parameters.append(.timestamp(since)); sql += " AND occurred_at >= $\(parameters.count)" }
-        return (sql + " GROUP BY contact_id", parameters)
+        return (sql, parameters)
     }
 
     fileprivate func isMember(contact: Int64, segment: String) -> Bool {
@@ -154,11 +160,9 @@ final class TransactionHistory {
 
         func events(named name: String?, since: Date?) -> [ExpressionEvent] {
             owner.run([]) { db in
-                var sql = "SELECT name, properties::text, context::text, occurred_at FROM events WHERE contact_id = $1"
-                var parameters: [PostgresValue] = [.int(contact)]
-                if let name { parameters.append(.text(name)); sql += " AND name = $\(parameters.count)" }
-                if let since { parameters.append(.timestamp(since)); sql += " AND occurred_at >= $\(parameters.count)" }
-                return try db.query(sql, parameters).rows.map { row in
+                let (condition, parameters) = TransactionHistory.eventFilter(contacts: [contact], name: name, since: since)
+                return try db.query("SELECT name, properties::text, context::text, occurred_at FROM events WHERE \(condition)",
+                                    parameters).rows.map { row in
                     ExpressionEvent(name: row[0].string ?? "", properties: (try? Value(jsonText: row[1].string ?? "{}")) ?? .object([:]),
                                     context: (try? Value(jsonText: row[2].string ?? "{}")) ?? .object([:]), occurredAt: row[3].date ?? Date(timeIntervalSince1970: 0))
                 }
