@@ -48,12 +48,15 @@ let package = Package(
         .target(name: "Store", dependencies: ["Postgres", "NurtureCore",
             .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
 
+        // ── channels: rendering a template into a message, MIME, provider requests, signed links ──
+        .target(name: "Channels", dependencies: ["Domain", "Transport", "NurtureCore"], swiftSettings: swiftSettings),
+
         // ── pure domain logic: no I/O ──
         .target(name: "Domain", dependencies: [.product(name: "Yams", package: "Yams")], swiftSettings: swiftSettings),
 
         // ── runtime: config, clock, logging, services ──
         .target(name: "Runtime", dependencies: [
-            "NurtureCore", "Redis", "Postgres", "Transport", "JobQueue", "Store", "Domain",
+            "NurtureCore", "Redis", "Postgres", "Transport", "JobQueue", "Store", "Domain", "Channels",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),
@@ -64,7 +67,7 @@ let package = Package(
 
         // ── the one binary ──
         .executableTarget(name: "nurture", dependencies: [
-            "Runtime", "NurtureCore", "Redis", "Postgres", "Transport", "JobQueue", "Store", "Domain",
+            "Runtime", "NurtureCore", "Redis", "Postgres", "Transport", "JobQueue", "Store", "Domain", "Channels",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Hummingbird", package: "hummingbird"),
@@ -88,6 +91,10 @@ let package = Package(
         .testTarget(name: "ContactsTests", dependencies: ["Store", "Postgres", "Runtime", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "SegmentStoreTests", dependencies: ["Domain", "Store", "Postgres", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "ReportTests", dependencies: ["Domain", "Store", "Postgres", "Runtime", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "ChannelsTests", dependencies: ["Channels", "Domain", "Transport", "JobQueue", "Redis", "TestSupport"],
+                    swiftSettings: swiftSettings),
+        .testTarget(name: "WorkflowTests", dependencies: ["Runtime", "Store", "Domain", "Channels", "Redis", "Postgres", "JobQueue", "NurtureCore", "TestSupport"],
+                    swiftSettings: swiftSettings),
         .testTarget(name: "ExpressionSQLTests", dependencies: ["Domain", "Store", "Postgres", "TestSupport"], swiftSettings: swiftSettings),
     ]
 )

@@ -22,6 +22,7 @@ struct Nurture: AsyncParsableCommand {
             MigrateCommand.self, SchedulerCommand.self, WorkerCommand.self,
             JobsCommand.self, QueuesCommand.self, DLQCommand.self, ClockCommand.self, BenchCommand.self, TemplatesCommand.self,
             ValidateCommand.self, ApplyCommand.self, EventsCommand.self, ContactsCommand.self, SegmentsCommand.self, ReportCommand.self,
+            WorkflowsCommand.self, SinkCommand.self,
         ]
     )
 }

@@ -1,0 +1,1 @@
+// Channels: filled in by the channels work (issue 5).

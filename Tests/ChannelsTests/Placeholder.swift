@@ -1,0 +1,2 @@
+import Testing
+@Suite struct ChannelsPlaceholderTests { @Test func builds() {} }
