@@ -65,6 +65,7 @@ public struct BehaviourRules: Sendable {
             default: break
             }
         }
+        segments += Self.whenSegments(definitions)
         self.init(scoring: scoring.sorted { $0.name < $1.name }, segments: Self.dependencyOrder(segments), lifecycle: lifecycle,
                   fingerprint: definitions.map { "\($0.key)#\($0.checksum)" }.sorted().joined(separator: ","))
     }
@@ -86,12 +87,13 @@ public struct BehaviourRules: Sendable {
         return ordered
     }
 
-    /// Loads the current (not deleted) scoring, segment and lifecycle definitions.
+    /// Loads the current (not deleted) scoring, segment and lifecycle definitions, and the `when:` triggers of workflows
+    /// (as hidden segments).
     public static func load(on db: PostgresConnection) throws -> BehaviourRules {
         let rows = try db.query("""
             SELECT d.spec::text, d.source FROM definition_heads h
             JOIN definitions d ON d.kind = h.kind AND d.name = h.name AND d.version = h.version
-            WHERE h.kind IN ('scoring', 'segment', 'lifecycle') AND h.deleted_at IS NULL
+            WHERE h.kind IN ('scoring', 'segment', 'lifecycle', 'workflow') AND h.deleted_at IS NULL
             ORDER BY h.kind, h.name
             """).rows
         var definitions: [Definition] = []
@@ -107,7 +109,7 @@ public struct BehaviourRules: Sendable {
     public static func headsVersion(on db: PostgresConnection) throws -> String {
         try db.query("""
             SELECT COALESCE(string_agg(kind || '/' || name || '@' || version || CASE WHEN deleted_at IS NULL THEN '' ELSE '-' END, ',' ORDER BY kind, name), '')
-            FROM definition_heads WHERE kind IN ('scoring', 'segment', 'lifecycle')
+            FROM definition_heads WHERE kind IN ('scoring', 'segment', 'lifecycle', 'workflow')
             """).rows.first?[0].string ?? ""
     }
 }

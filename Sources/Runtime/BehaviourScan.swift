@@ -12,9 +12,11 @@ public struct BehaviourScanReport: Sendable, Equatable {
     /// Segment name → entered/exited counts of the segments evaluated.
     public var segments: [String: (entered: Int, exited: Int)] = [:]
     public var dropped: [String] = []
+    /// Workflow enrollments made by segment entries/exits the scan found.
+    public var enrollments = 0
 
     public static func == (a: Self, b: Self) -> Bool {
-        a.ran == b.ran && a.stageChanges == b.stageChanges && a.dropped == b.dropped
+        a.ran == b.ran && a.stageChanges == b.stageChanges && a.dropped == b.dropped && a.enrollments == b.enrollments
             && a.segments.mapValues { [$0.entered, $0.exited] } == b.segments.mapValues { [$0.entered, $0.exited] }
     }
 }
@@ -74,11 +76,20 @@ public struct BehaviourScan: Sendable {
             let timely = periodicDue && (segment.reads.timeRelative || (segment.reads.stage && report.stageChanges > 0))
             if everything || changed || timely || !segment.reads.segments.isDisjoint(with: selected) { selected.insert(segment.name) }
         }
+        let catalog = try WorkflowCatalog.load(on: db)
+        let triggers = WorkflowTriggers(catalog: catalog, now: now)
         for segment in rules.segments where selected.contains(segment.name) {
             var entered = 0, exited = 0
+            // A segment's first build, or its rebuild after its definition changed, is a baseline: nobody "entered"
+            // it by doing something, so it fires no segment or `when:` triggers.
+            let baseline = state["segment:\(segment.name)"]?.fingerprint != segment.checksum
             for (lo, hi) in ranges {
                 let predicate = segmentPredicate(segment.condition, now: now, options: rules.compilerOptions, mode: .scan)
-                let changes = try store.reconcile(segment: segment.name, predicate: predicate, scope: .idRange(lo, hi), at: now, on: db)
+                let changes = try db.transaction { db in
+                    let changes = try store.reconcile(segment: segment.name, predicate: predicate, scope: .idRange(lo, hi), at: now, on: db)
+                    if !baseline { report.enrollments += try triggers.applySegmentChanges([segment.name: changes], on: db).count }
+                    return changes
+                }
                 entered += changes.entered.count
                 exited += changes.exited.count
             }

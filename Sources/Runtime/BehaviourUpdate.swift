@@ -26,6 +26,8 @@ public struct BehaviourChanges: Sendable, Equatable {
     public var stageChanges: [StageChange] = []
     /// Segment name → who entered and left.
     public var segments: [String: SegmentChanges] = [:]
+    /// Workflow enrollments made by this batch (active ones, whose first step job can be enqueued at once).
+    public var enrollments: [Int64] = []
     public init() {}
 }
 
@@ -49,11 +51,13 @@ public struct BehaviourChanges: Sendable, Equatable {
 /// and `in_segment`, queries within the transaction, so it sees the batch's own events.
 struct BehaviourUpdate {
     let rules: BehaviourRules
+    let catalog: WorkflowCatalog
     let now: Date
     private let segmentStore = SegmentStore()
 
-    init(rules: BehaviourRules, now: Date) {
+    init(rules: BehaviourRules, catalog: WorkflowCatalog = .empty, now: Date) {
         self.rules = rules
+        self.catalog = catalog
         self.now = now
     }
 
@@ -70,7 +74,7 @@ struct BehaviourUpdate {
 
     func apply(_ inputs: [BehaviourInput], result: IngestResult, on db: PostgresConnection) throws -> BehaviourChanges {
         var changes = BehaviourChanges()
-        if rules.isEmpty { return changes }
+        if rules.isEmpty && catalog.isEmpty { return changes }
         // Fresh messages per contact, in time order.
         var byContact: [Int64: [Int]] = [:]
         for (i, outcome) in result.outcomes.enumerated() where outcome == .new {
@@ -94,7 +98,7 @@ struct BehaviourUpdate {
         for c in result.createdContacts { touch[c]?.created = true }
         for m in result.merges { touch[m.survivor]?.merged = true }
 
-        let needsContacts = rules.lifecycle != nil || rules.scoring.contains { !$0.eventOnly }
+        let needsContacts = rules.lifecycle != nil || rules.scoring.contains { !$0.eventOnly } || !catalog.isEmpty
         var views = needsContacts ? try ContactView.load(contacts, now: now, compilerOptions: rules.compilerOptions, on: db) : [:]
         let history = TransactionHistory(db: db, contacts: contacts)
 
@@ -165,6 +169,20 @@ struct BehaviourUpdate {
                 let c = SegmentStore.changes(from: result)
                 if !c.entered.isEmpty || !c.exited.isEmpty { changes.segments[name] = c }
             }
+        }
+
+        // ── 4. workflows: exits and event triggers, then segment and `when:` triggers ──
+        if !catalog.isEmpty {
+            let perContact: [WorkflowTriggers.ContactEvents] = contacts.compactMap { c in
+                guard let view = views[c] else { return nil }
+                let events = byContact[c]!.compactMap { i in inputs[i].event.map { (event: $0, messageId: inputs[i].record.messageId) } }
+                if events.isEmpty { return nil }
+                return WorkflowTriggers.ContactEvents(contact: c, contactValue: view.value, history: history.forContact(c), events: events)
+            }
+            let triggers = WorkflowTriggers(catalog: catalog, now: now)
+            changes.enrollments = try triggers.applyEvents(perContact, on: db)
+            try history.check()
+            changes.enrollments += try triggers.applySegmentChanges(changes.segments, on: db)
         }
         return changes
     }

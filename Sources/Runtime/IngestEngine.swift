@@ -110,6 +110,8 @@ public final class IngestEngine: Sendable {
         var db: PostgresConnection?
         /// The scoring/segment/lifecycle definitions, re-read when they change.
         let rules = BehaviourRulesCache()
+        /// The workflows, templates and providers (triggers and exits are applied at ingestion).
+        let workflows = WorkflowCatalogCache()
         mutating func dropRedis() { redis?.close(); redis = nil }
         mutating func dropDB() { db?.close(); db = nil }
     }
@@ -319,11 +321,23 @@ public final class IngestEngine: Sendable {
         let rules = try c.rules.current(on: db)
         let now = clock.now()
         var changes = BehaviourChanges()
+        let catalog = try c.workflows.current(on: db)
         let result = try store.ingest(items.map(\.record), receivedAt: now, on: db) { result, db in
-            changes = try BehaviourUpdate(rules: rules, now: now)
+            changes = try BehaviourUpdate(rules: rules, catalog: catalog, now: now)
                 .apply(items.map { BehaviourInput(record: $0.record, event: $0.event) }, result: result, on: db)
+            // New enrollments get their first step job from here, after COMMIT; the lease keeps the scheduler off
+            // them meanwhile (and hands them to it if that enqueue never happens).
+            try EnrollmentStore().lease(changes.enrollments, seconds: WorkflowStepJob.leaseSeconds, on: db)
         }
         metrics.commit.recordNanoseconds(Int64(monotonicNanoseconds() - started))
+        if !changes.enrollments.isEmpty {
+            do {
+                let redis = try redisConnection(&c)
+                _ = try JobQueue(namespace: options.namespace).enqueue(changes.enrollments.map { WorkflowStepJob(enrollment: $0, seq: 0, atMilliseconds: Int64(now.timeIntervalSince1970 * 1000)).newJob() }, on: redis)
+            } catch {
+                logger.warning("could not enqueue first workflow steps; the scheduler will", metadata: ["error": "\(error)", "enrollments": "\(changes.enrollments.count)"])
+            }
+        }
         if !changes.stageChanges.isEmpty || !changes.segments.isEmpty {
             metrics.stageChanges.increment(by: Int64(changes.stageChanges.count))
             for (segment, c) in changes.segments {

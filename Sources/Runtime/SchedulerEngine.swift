@@ -5,6 +5,7 @@ import Metrics
 import NurtureCore
 import Postgres
 import Redis
+import Store
 import Synchronization
 
 /// How a scheduler runs.
@@ -20,6 +21,9 @@ public struct SchedulerOptions: Sendable {
     public var maxLost: Int = 3
     /// Periodic tasks need PostgreSQL; off for a Redis-only scheduler (benchmarks).
     public var runPeriodicTasks: Bool = true
+    /// Due workflow steps claimed per round trip, and the pause between polls when fewer were due.
+    public var dueBatch: Int = 2_000
+    public var duePollMilliseconds: Int64 = 200
 
     public init() {}
 }
@@ -55,6 +59,8 @@ public final class SchedulerEngine: Sendable {
     private let stopping = Atomic<Bool>(false)
     private let running = Atomic<Int>(0)
     public let promotedCount = Atomic<Int>(0)
+    /// Workflow step jobs enqueued for due enrollments.
+    public let dueStepsCount = Atomic<Int>(0)
 
     public init(options: SchedulerOptions, tasks: [PeriodicTask] = [.eventPartitions], clock: InstallationClock,
                 logger: Logger = Logger(label: "nurture.scheduler")) {
@@ -69,7 +75,10 @@ public final class SchedulerEngine: Sendable {
         _ = try RedisConnection(config: options.redis, logger: logger)   // fail fast on a wrong URL
         spawn("nurture-promote") { self.promoteLoop() }
         spawn("nurture-reclaim") { self.reclaimLoop() }
-        if options.runPeriodicTasks { spawn("nurture-periodic") { self.periodicLoop() } }
+        if options.runPeriodicTasks {
+            spawn("nurture-periodic") { self.periodicLoop() }
+            spawn("nurture-due-steps") { self.dueStepsLoop() }
+        }
         logger.info("scheduler started", metadata: ["redis": "\(options.redis)"])
     }
 
@@ -188,6 +197,40 @@ public final class SchedulerEngine: Sendable {
             }
             var slept: Int64 = 0
             while slept < 500 && !isStopping { sleepMilliseconds(50); slept += 50 }
+        }
+    }
+
+    /// Due workflow steps → `workflow.step` jobs: claims due enrollments (SKIP LOCKED + a wall-clock lease, so any
+    /// number of schedulers share the work) and enqueues their jobs; polls every 200 ms, at once again after a full
+    /// batch. Enqueue failures leave the lease to run out: the enrollment is claimed again.
+    private func dueStepsLoop() {
+        var redis: RedisConnection? = nil
+        var db: PostgresConnection? = nil
+        let store = EnrollmentStore()
+        let batch = options.dueBatch
+        while !isStopping {
+            var claimed = 0
+            do {
+                if redis == nil { redis = try RedisConnection(config: options.redis, logger: logger) }
+                if db == nil { db = try PostgresConnection(url: options.databaseURL, logger: logger) }
+                let at = clock.nowMilliseconds()
+                let due = try store.claimDue(now: Date(timeIntervalSince1970: Double(at) / 1000), limit: batch,
+                                             leaseSeconds: WorkflowStepJob.leaseSeconds, on: db!)
+                claimed = due.count
+                if !due.isEmpty {
+                    _ = try queue.enqueue(due.map { WorkflowStepJob(enrollment: $0.id, seq: $0.stepSeq, atMilliseconds: at).newJob() }, on: redis!)
+                    dueStepsCount.add(due.count, ordering: .relaxed)
+                }
+            } catch {
+                logger.warning("due steps: \(error)")
+                if let e = error as? RedisError, e.isTransient { redis = nil }
+                if error is PostgresError { db?.close(); db = nil }
+                sleepMilliseconds(1_000)
+                continue
+            }
+            if claimed >= batch { continue }
+            var slept: Int64 = 0
+            while slept < options.duePollMilliseconds && !isStopping { sleepMilliseconds(50); slept += 50 }
         }
     }
 }

@@ -99,7 +99,10 @@ struct SchedulerCommand: AsyncParsableCommand {
             script), reclaims jobs of workers whose lease expired, dead-letters jobs that keep killing workers,
             and runs periodic tasks, each tick on one scheduler only: event partitions ahead of time; new or changed
             segments built over every contact; time-relative segments (now(), within:) and lifecycle rules
-            re-evaluated every --scan-interval of business time and right after the clock jumps; initial stages.
+            re-evaluated every --scan-interval of business time and right after the clock jumps; initial stages;
+            yearly date triggers (birthdays). Workflow steps: enrollments that are due (their wait is over) are
+            claimed with FOR UPDATE SKIP LOCKED and a 30 s lease, and enqueued as workflow.step jobs; an enrollment
+            whose job was lost (Redis flushed, worker killed) is enqueued again when its lease runs out.
             Any number of schedulers may run at once: every due item is enqueued exactly once.
             SIGTERM / SIGINT: stops within a second, exit 0. NURTURE_METRICS_PORT serves /metrics and /healthz.
             """)
@@ -126,7 +129,7 @@ struct SchedulerCommand: AsyncParsableCommand {
         }
         let interval = Double(ms) / 1000
         let clock = InstallationClock(timeTravelAllowed: config.allowTimeTravel)
-        let engine = SchedulerEngine(options: options, tasks: [.eventPartitions, .behaviourScan(BehaviourScan(intervalSeconds: interval))],
+        let engine = SchedulerEngine(options: options, tasks: [.eventPartitions, .behaviourScan(BehaviourScan(intervalSeconds: interval)), .dateTriggers()],
                                      clock: clock)
         let logger = Logger(label: "nurture.scheduler")
         var services: [any Service] = [EngineService(name: "scheduler", start: { try engine.start() }, stop: { engine.stop() })]
@@ -140,6 +143,8 @@ struct SchedulerCommand: AsyncParsableCommand {
 /// The job kinds this binary's workers know.
 enum Handlers {
     static func registry(config: NurtureConfig) -> JobHandlerRegistry {
-        JobHandlerRegistry.builtIn
+        var registry = JobHandlerRegistry.builtIn
+        WorkflowRunner(config: config).register(into: &registry)
+        return registry
     }
 }

@@ -1,1 +1,0 @@
-// Channels: filled in by the channels work (issue 5).

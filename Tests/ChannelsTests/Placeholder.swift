@@ -1,2 +1,0 @@
-import Testing
-@Suite struct ChannelsPlaceholderTests { @Test func builds() {} }

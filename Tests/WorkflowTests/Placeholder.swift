@@ -1,2 +1,0 @@
-import Testing
-@Suite struct WorkflowPlaceholderTests { @Test func builds() {} }
