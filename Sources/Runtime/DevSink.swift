@@ -1,9 +1,10 @@
 import Domain
 import Foundation
-import HTTPTypes
-import Hummingbird
+import HummingbirdCore
 import Logging
 import NIOCore
+import NIOHTTP1
+import NIOPosix
 import ServiceLifecycle
 import Synchronization
 
@@ -119,41 +120,25 @@ public final class DevSink: Service, Sendable {
 
     // MARK: serving
 
-    /// Serves until the task is cancelled (or, inside a `ServiceGroup`, until graceful shutdown). Throws when the
-    /// address cannot be bound.
+    /// Serves until the task is cancelled (or, inside a `ServiceGroup`, until graceful shutdown: idle keep-alive
+    /// connections are closed, requests in flight are answered). Throws when the address cannot be bound.
+    ///
+    /// The server is HummingbirdCore's `Server` (binding, quiescing, service lifecycle) with a synchronous SwiftNIO
+    /// HTTP/1.1 pipeline per connection: each request is answered on its event loop without a hop to the Swift
+    /// concurrency pool, which roughly doubles the requests a 2-core box sustains compared with an async responder.
     public func run() async throws {
         var logger = Logger(label: "nurture.sink")
         logger.logLevel = .warning
-        let responder = CallbackResponder<BasicRequestContext> { [self] request, _ in
-            let method = request.method.rawValue, path = request.uri.path
-            let key = request.headers[DevSink.idempotencyKeyField]
-            let bytes: [UInt8]
-            do {
-                let buffer = try await request.body.collect(upTo: DevSink.maximumBodyBytes)
-                bytes = Array(buffer.readableBytesView)
-            } catch {
-                let answer = self.handle(method: method, path: path, idempotencyKey: key, body: [], forcedStatus: 413)
-                return DevSink.response(answer)
-            }
-            return DevSink.response(self.handle(method: method, path: path, idempotencyKey: key, body: bytes))
-        }
-        let app = Application(
-            responder: responder,
-            server: .http1(configuration: .init(idleTimeout: nil)),
-            configuration: .init(address: .hostname(host, port: port), serverName: "nurture-sink", backlog: 1024),
+        let server = Server(
+            childChannelSetup: SinkChildChannel(sink: self),
+            configuration: ServerConfiguration(address: .hostname(host, port: port), serverName: "nurture-sink", backlog: 1024),
             onServerRunning: { [self] channel in
                 self.bound.store(channel.localAddress?.port ?? self.port, ordering: .releasing)
             },
+            eventLoopGroup: MultiThreadedEventLoopGroup.singleton,
             logger: logger)
         defer { bound.store(0, ordering: .releasing) }
-        try await app.run()
-    }
-
-    private static let idempotencyKeyField = HTTPField.Name("Idempotency-Key")!
-
-    private static func response(_ answer: (status: Int, body: [UInt8])) -> Response {
-        Response(status: .init(code: answer.status), headers: [.contentType: "application/json"],
-                 body: .init(byteBuffer: ByteBuffer(bytes: answer.body)))
+        try await server.run()
     }
 
     /// Decides the answer to one request, counts it, logs it and reports it (everything but the HTTP plumbing).
@@ -291,8 +276,17 @@ public final class DevSink: Service, Sendable {
         let millis = min(999, Int((interval - Double(seconds)) * 1000))
         var parts = tm()
         gmtime_r(&seconds, &parts)
-        return String(format: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1,
-                      Int(parts.tm_mday), Int(parts.tm_hour), Int(parts.tm_min), Int(parts.tm_sec), millis)
+        var out = ""
+        out.reserveCapacity(24)
+        func pad(_ n: Int, _ width: Int) {
+            let digits = String(n)
+            if digits.count < width { out += String(repeating: "0", count: width - digits.count) }
+            out += digits
+        }
+        pad(Int(parts.tm_year) + 1900, 4); out += "-"; pad(Int(parts.tm_mon) + 1, 2); out += "-"; pad(Int(parts.tm_mday), 2)
+        out += "T"; pad(Int(parts.tm_hour), 2); out += ":"; pad(Int(parts.tm_min), 2); out += ":"; pad(Int(parts.tm_sec), 2)
+        out += "."; pad(millis, 3); out += "Z"
+        return out
     }
 
     /// `14:02:03` in the process's local time zone.
@@ -320,6 +314,100 @@ public final class DevSink: Service, Sendable {
         }
     }
 }
+
+// MARK: - the HTTP/1.1 pipeline
+
+/// One accepted connection (what HummingbirdCore's `Server` hands to `SinkChildChannel.handle`).
+private struct SinkConnection: ServerChildChannelValue {
+    let channel: any NIOCore.Channel
+}
+
+/// Sets up each connection with SwiftNIO's HTTP/1.1 server pipeline (parsing, pipelining, quiescing on graceful
+/// shutdown, 400 on garbage) and a `SinkHTTPHandler`, then just waits for the connection to close.
+private struct SinkChildChannel: ServerChildChannel {
+    let sink: DevSink
+
+    func setup(channel: any NIOCore.Channel, logger: Logger) -> EventLoopFuture<SinkConnection> {
+        let sink = self.sink
+        return channel.eventLoop.makeCompletedFuture {
+            try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+            try channel.pipeline.syncOperations.addHandler(SinkHTTPHandler(sink: sink))
+            return SinkConnection(channel: channel)
+        }
+    }
+
+    func handle(value: SinkConnection, logger: Logger) async {
+        let channel = value.channel
+        await withTaskCancellationHandler {
+            try? await channel.closeFuture.get()
+        } onCancel: {
+            channel.close(promise: nil)
+        }
+    }
+}
+
+/// Collects one request (head, body, end) and answers it from `DevSink.handle`, all on the connection's event loop.
+private final class SinkHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let sink: DevSink
+    private var head: HTTPRequestHead?
+    private var body: [UInt8] = []
+    private var tooLarge = false
+
+    init(sink: DevSink) {
+        self.sink = sink
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let requestHead):
+            head = requestHead
+            body.removeAll(keepingCapacity: body.capacity <= 1 << 20)
+            tooLarge = false
+        case .body(let buffer):
+            if tooLarge || body.count + buffer.readableBytes > DevSink.maximumBodyBytes {
+                tooLarge = true
+                body.removeAll()
+            } else {
+                body.append(contentsOf: buffer.readableBytesView)
+            }
+        case .end:
+            guard let requestHead = head else { return }
+            head = nil
+            let uri = requestHead.uri
+            let path = uri.firstIndex(of: "?").map { String(uri[..<$0]) } ?? uri
+            let answer = sink.handle(method: requestHead.method.rawValue, path: path,
+                                     idempotencyKey: requestHead.headers.first(name: "Idempotency-Key"),
+                                     body: body, forcedStatus: tooLarge ? 413 : nil)
+            let keepAlive = requestHead.isKeepAlive && !tooLarge
+            var headers = HTTPHeaders()
+            headers.reserveCapacity(4)
+            headers.add(name: "Content-Type", value: "application/json")
+            headers.add(name: "Content-Length", value: String(answer.body.count))
+            headers.add(name: "Server", value: "nurture-sink")
+            if !keepAlive { headers.add(name: "Connection", value: "close") }
+            let responseHead = HTTPResponseHead(version: requestHead.version, status: HTTPResponseStatus(statusCode: answer.status),
+                                                headers: headers)
+            context.write(wrapOutboundOut(.head(responseHead)), promise: nil)
+            if requestHead.method != .HEAD {
+                var buffer = context.channel.allocator.buffer(capacity: answer.body.count)
+                buffer.writeBytes(answer.body)
+                context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+            }
+            if keepAlive {
+                context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            } else {
+                let channel = context.channel
+                context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
+            }
+        }
+    }
+}
+
+@available(*, unavailable)
+extension SinkHTTPHandler: Sendable {}
 
 /// Writes whole lines to a file descriptor, one at a time (a line is never interleaved with another).
 private final class LineWriter: Sendable {

@@ -24,9 +24,9 @@ import Synchronization
 ///    Redis lost the job); a delivery recorded as accepted is never sent again.
 public final class WorkflowRunner: Sendable {
     /// A send still failing after this many attempts is recorded as failed and the workflow moves on.
-    public static let maxSendAttempts = 12
-    /// The send lock on a delivery: longer than any provider call (a killed worker's lock expires after this).
-    static let sendLockSeconds = 120.0
+    public static let maxSendAttempts = 40
+    /// The send lock on a delivery: longer than any provider call (10 s timeout); a killed worker's lock expires after this.
+    static let sendLockSeconds = 30.0
 
     private let catalogs: WorkflowCatalogCache
     private let config: NurtureConfig
@@ -167,11 +167,13 @@ public final class WorkflowRunner: Sendable {
             try db.execute("""
                 UPDATE contacts SET tags = array_append(tags, $2), updated_at = $3 WHERE id = $1 AND NOT ($2 = ANY(tags))
                 """, [.int(e.contactId), .text(tag), .timestamp(now)])
+            try refreshSegments(of: e.contactId, changed: { $0.tags }, rules: rules, catalog: catalog, now: now, on: db)
             return try proceed(to: w.program.next(after: path), outcome: "done")
 
         case .untag(let tag):
             try db.execute("UPDATE contacts SET tags = array_remove(tags, $2), updated_at = $3 WHERE id = $1 AND $2 = ANY(tags)",
                            [.int(e.contactId), .text(tag), .timestamp(now)])
+            try refreshSegments(of: e.contactId, changed: { $0.tags }, rules: rules, catalog: catalog, now: now, on: db)
             return try proceed(to: w.program.next(after: path), outcome: "done")
 
         case .set(let values):
@@ -187,6 +189,7 @@ public final class WorkflowRunner: Sendable {
             }
             try db.execute("UPDATE contacts SET attributes = attributes || $2::jsonb, updated_at = $3 WHERE id = $1",
                            [.int(e.contactId), .text(Value.object(rendered).jsonText), .timestamp(now)])
+            try refreshSegments(of: e.contactId, changed: { $0.profile }, rules: rules, catalog: catalog, now: now, on: db)
             return try proceed(to: w.program.next(after: path), outcome: "done")
 
         case .score(let points):
@@ -200,6 +203,7 @@ public final class WorkflowRunner: Sendable {
                             + excluded.value,
                     reference_at = GREATEST(s.reference_at, excluded.reference_at)
                 """, [.int(e.contactId), .text(model?.name ?? rules.compilerOptions.scoreName), .double(points), .timestamp(now), halfLife])
+            try refreshSegments(of: e.contactId, changed: { $0.score }, rules: rules, catalog: catalog, now: now, on: db)
             return try proceed(to: w.program.next(after: path), outcome: "done")
 
         case .send(let templateName, let providerName):
@@ -268,6 +272,24 @@ public final class WorkflowRunner: Sendable {
         }
     }
 
+    /// After a step changed the contact (tags, attributes, score): re-evaluates, for this contact, the segments that
+    /// read what changed (and the segments that depend on those), in dependency order, in the step's transaction;
+    /// entries and exits fire segment and `when:` triggers like any other change.
+    private func refreshSegments(of contact: Int64, changed reads: (ConditionReads) -> Bool, rules: BehaviourRules,
+                                 catalog: WorkflowCatalog, now: Date, on db: PostgresConnection) throws {
+        var selected = Set<String>()
+        var changes: [String: SegmentChanges] = [:]
+        let store = SegmentStore()
+        for segment in rules.segments where reads(segment.reads) || !segment.reads.segments.isDisjoint(with: selected) {
+            selected.insert(segment.name)
+            let predicate = segmentPredicate(segment.condition, now: now, options: rules.compilerOptions, mode: .perContact)
+            let (sql, parameters) = store.reconcileStatement(segment: segment.name, predicate: predicate, scope: .contacts([contact]), at: now)
+            let change = SegmentStore.changes(from: try db.query(sql, parameters))
+            if !change.entered.isEmpty || !change.exited.isEmpty { changes[segment.name] = change }
+        }
+        _ = try WorkflowTriggers(catalog: catalog, now: now).applySegmentChanges(changes, on: db)
+    }
+
     // MARK: - sending
 
     /// Renders and sends; records the outcome. Returns the next step sequence to run in this job, or nil to stop.
@@ -327,7 +349,7 @@ public final class WorkflowRunner: Sendable {
                     return try moveOn("failed", outcome: "failed", detail: "gave up after \(plan.delivery.attempts) attempts: \(reason)", providerMessageId: nil)
                 }
                 try deliveries.settle(id: plan.delivery.id, status: "pending", error: reason, providerMessageId: nil, now: now, on: db)
-                let backoff = Double(after ?? Int64(Backoff(baseMilliseconds: 1_000, capMilliseconds: 600_000).delay(attempt: plan.delivery.attempts))) / 1000
+                let backoff = Double(after ?? Int64(Backoff(baseMilliseconds: 1_000, capMilliseconds: 900_000).delay(attempt: plan.delivery.attempts))) / 1000
                 try enrollments.postpone(e.id, until: now.addingTimeInterval(backoff), countAttempt: true, on: db)
                 context.logger.warning("provider failed; retrying later", metadata: [
                     "provider": "\(plan.provider.name)", "delivery": "\(plan.delivery.id)", "error": "\(reason)",

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Domain
 import Foundation
 import NurtureCore
 import Postgres
@@ -14,8 +15,10 @@ struct ReportCommand: AsyncParsableCommand {
             Examples:
               nurture report lifecycle
               nurture report lifecycle --window 7d --json
+              nurture report workflow welcome-series
+              nurture report workflow welcome-series --json
             """,
-        subcommands: [ReportLifecycleCommand.self])
+        subcommands: [ReportLifecycleCommand.self, ReportWorkflowCommand.self])
 }
 
 /// `nurture report lifecycle`: per stage of the current lifecycle definition, how many contacts are in it, how
@@ -126,5 +129,201 @@ private struct LifecycleReportJSON: Encodable {
         try c.encode(report.windowDays, forKey: .windowDays)
         try c.encode(report.stages.map(Stage.init), forKey: .stages)
         try c.encode(Totals(contacts: report.totalContacts, engagement: report.totalEngagement), forKey: .totals)
+    }
+}
+
+/// `nurture report workflow NAME`: enrollment totals and goal conversion, then per step what happened there.
+struct ReportWorkflowCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "workflow",
+        abstract: "Per-step workflow metrics: reached, sent, skipped (cap, quiet hours, suppression, no address), failed, exits.",
+        discussion: """
+            The header counts enrollments (one per run of a contact through the
+            workflow): enrolled, active, completed, exited, failed, and
+              goal conversion  exits because exit_when held / enrolled
+              completion       enrollments that ran every step / enrolled
+            Then one row per step, numbered in reading order as in `nurture
+            workflows show NAME` (`then:`/`else:` steps included). Each column
+            counts distinct enrollments:
+              reached      the step ran (or was held back by quiet hours)
+              sent         the provider accepted the message
+              capped       not sent: a frequency cap was reached
+              quiet hours  held back by quiet hours at least once (the step then
+                           ran later, so these also count in another column)
+              suppressed   not sent: suppressed address, unsubscribed, erased
+              no address   not sent: no email address / phone number
+              failed       the provider refused the message, or retries ran out
+              exited       left the workflow while at this step, before it ran
+                           (e.g. during the wait before it), by exit_when or
+                           because the contact was erased
+            `if` rows show how many took `then` and `else`. Every version of the
+            workflow is counted (labels are the current version's); --version N
+            keeps only the enrollments that ran on version N.
+
+            Examples:
+              nurture report workflow welcome-series
+              nurture report workflow welcome-series --version 2
+              nurture report workflow welcome-series --json | jq '.steps[] | {step, label, sent}'
+            """)
+    @OptionGroup var connection: ConnectionOptions
+    @Argument(help: "The workflow's name.") var name: String
+    @Option(help: "Only enrollments that ran on this version of the workflow.") var version: Int?
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+        let config = try connection.config()
+        let db = try connection.database(config)
+        defer { db.close() }
+        let catalog = try WorkflowCatalog.load(on: db)
+        let store = WorkflowReportStore()
+        let enrolledVersions = try store.enrolledVersions(of: name, on: db)
+        let head = catalog.workflows[name]
+        guard head != nil || !enrolledVersions.isEmpty else {
+            throw WorkflowsCLI.unknown(name, known: catalog.workflows.keys.sorted())
+        }
+        // Every version whose step paths matter, loaded once.
+        var programs: [Int: LoadedWorkflow] = [:]
+        if let head { programs[head.version] = head }
+        for v in version.map({ [$0] }) ?? enrolledVersions where programs[v] == nil {
+            programs[v] = try WorkflowCatalog.loadVersion(name, version: v, on: db)
+        }
+        if let version, programs[version] == nil { throw UserError("workflow \(name) has no version \(version)") }
+        guard let labelled = version.flatMap({ programs[$0] }) ?? head ?? enrolledVersions.reversed().lazy.compactMap({ programs[$0] }).first else {
+            throw UserError("workflow \(name): no stored version to label its steps with")
+        }
+        let positions = programs.values.flatMap { w in
+            w.program.numbered.map { WorkflowStepPosition(version: w.version, path: $0.path.description, number: $0.number) }
+        }
+        let counts = try store.counts(of: name, version: version, on: db)
+        let metrics = Dictionary(try store.steps(of: name, version: version, positions: positions, on: db).map { ($0.step, $0) },
+                                 uniquingKeysWith: { a, _ in a })
+
+        // One row per step of the labelling version, then steps only older versions have, then unplaced exits.
+        var rows: [WorkflowStepRow] = labelled.program.numbered.map { entry in
+            WorkflowStepRow(label: entry.step.label, kind: entry.step.kind, metrics: metrics[entry.number] ?? WorkflowStepMetrics(step: entry.number))
+        }
+        for (number, m) in metrics.sorted(by: { $0.key < $1.key }) where number > rows.count {
+            let other = programs.values.sorted { $0.version > $1.version }.lazy
+                .compactMap { w in w.program.numbered.first { $0.number == number }.map { (w.version, $0.step) } }.first
+            rows.append(WorkflowStepRow(label: other.map { "\($0.1.label) (v\($0.0))" } ?? "?", kind: other?.1.kind, metrics: m))
+        }
+        if let unplaced = metrics[0], unplaced.exited > 0 {
+            rows.append(WorkflowStepRow(label: "(not at a known step)", kind: nil, metrics: unplaced))
+        }
+        let labels = labelled.program.numbered.map(\.step.label)
+        let differing = programs.values.filter { $0.version != labelled.version && $0.program.numbered.map(\.step.label) != labels }
+            .map(\.version).sorted()
+        let paused = catalog.paused.contains(name) && head != nil
+
+        if json {
+            try printJSON(WorkflowReportJSON(workflow: labelled, current: head != nil, paused: paused, versionFilter: version,
+                                             enrolledVersions: enrolledVersions, counts: counts, steps: rows))
+            return
+        }
+        let state = head == nil ? " (no longer applied)" : paused ? " PAUSED" : ""
+        print("workflow \(name) (v\(labelled.version))\(state); trigger: \(labelled.definition.trigger.summary)"
+              + (version.map { "; only enrollments on v\($0)" } ?? ""))
+        print("enrolled \(counts.enrolled): \(counts.active) active, \(counts.completed) completed, "
+              + "\(counts.exited) exited (\(counts.goalExits) by exit_when), \(counts.failed) failed")
+        let goal = labelled.definition.exitWhen == nil && counts.goalExits == 0
+            ? "- (no exit_when)" : ReportLifecycleCommand.percent(counts.goalConversionRate)
+        print("goal conversion \(goal); completion \(ReportLifecycleCommand.percent(counts.completionRate))")
+        if !differing.isEmpty {
+            print("note: steps are labelled as in v\(labelled.version); "
+                  + "v\(differing.map(String.init).joined(separator: ", v")) number\(differing.count == 1 ? "s" : "") its steps differently "
+                  + "(--version N reports one version)")
+        }
+        guard !rows.isEmpty else {
+            print("(no steps)")
+            return
+        }
+        print("")
+        printTable(["step", "reached", "sent", "capped", "quiet hours", "suppressed", "no address", "failed", "exited", "what"],
+                   rows.map { r in
+            let m = r.metrics
+            var label = r.label
+            if r.kind == "if" || m.then > 0 || m.otherwise > 0 { label += "  (then \(m.then), else \(m.otherwise))" }
+            return [m.step == 0 ? "-" : String(m.step), String(m.reached), String(m.sent), String(m.capped), String(m.deferredQuietHours),
+                    String(m.suppressed), String(m.noAddress), String(m.failed), String(m.exited), label]
+        })
+    }
+}
+
+extension ReportLifecycleCommand {
+    /// A rate as a percentage with one decimal, or "-" when undefined.
+    static func percent(_ rate: Double?) -> String {
+        rate.map { number($0 * 100, digits: 1) + "%" } ?? "-"
+    }
+}
+
+/// One row of the workflow report: a step's label and kind (nil when unknown) and its metrics.
+struct WorkflowStepRow {
+    let label: String
+    let kind: String?
+    let metrics: WorkflowStepMetrics
+}
+
+/// The `--json` shape of `report workflow`; every key always present (null when undefined).
+private struct WorkflowReportJSON: Encodable {
+    let workflow: LoadedWorkflow
+    let current: Bool
+    let paused: Bool
+    let versionFilter: Int?
+    let enrolledVersions: [Int]
+    let counts: WorkflowEnrollmentCounts
+    let steps: [WorkflowStepRow]
+
+    private struct Step: Encodable {
+        let row: WorkflowStepRow
+        enum CodingKeys: String, CodingKey {
+            case step, label, kind, reached, done, then, `else`, sent, failed, suppressed, capped, noAddress = "no_address",
+                 deferredQuietHours = "deferred_quiet_hours", exited, goalExits = "goal_exits"
+        }
+        func encode(to encoder: any Encoder) throws {
+            let m = row.metrics
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(m.step, forKey: .step)
+            try c.encode(row.label, forKey: .label)
+            try c.encode(row.kind, forKey: .kind)
+            try c.encode(m.reached, forKey: .reached)
+            try c.encode(m.done, forKey: .done)
+            try c.encode(m.then, forKey: .then)
+            try c.encode(m.otherwise, forKey: .else)
+            try c.encode(m.sent, forKey: .sent)
+            try c.encode(m.failed, forKey: .failed)
+            try c.encode(m.suppressed, forKey: .suppressed)
+            try c.encode(m.capped, forKey: .capped)
+            try c.encode(m.noAddress, forKey: .noAddress)
+            try c.encode(m.deferredQuietHours, forKey: .deferredQuietHours)
+            try c.encode(m.exited, forKey: .exited)
+            try c.encode(m.goalExits, forKey: .goalExits)
+        }
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case workflow, version, current, paused, trigger, exitWhen = "exit_when", versionFilter = "version_filter",
+             enrolledVersions = "enrolled_versions", enrolled, active, completed, exited, failed, goalExits = "goal_exits",
+             goalConversionRate = "goal_conversion_rate", completionRate = "completion_rate", steps
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(workflow.name, forKey: .workflow)
+        try c.encode(workflow.version, forKey: .version)
+        try c.encode(current, forKey: .current)
+        try c.encode(paused, forKey: .paused)
+        try c.encode(workflow.definition.trigger.summary, forKey: .trigger)
+        try c.encode(workflow.definition.exitWhen?.source, forKey: .exitWhen)
+        try c.encode(versionFilter, forKey: .versionFilter)
+        try c.encode(enrolledVersions, forKey: .enrolledVersions)
+        try c.encode(counts.enrolled, forKey: .enrolled)
+        try c.encode(counts.active, forKey: .active)
+        try c.encode(counts.completed, forKey: .completed)
+        try c.encode(counts.exited, forKey: .exited)
+        try c.encode(counts.failed, forKey: .failed)
+        try c.encode(counts.goalExits, forKey: .goalExits)
+        try c.encode(counts.goalConversionRate, forKey: .goalConversionRate)
+        try c.encode(counts.completionRate, forKey: .completionRate)
+        try c.encode(steps.map(Step.init), forKey: .steps)
     }
 }

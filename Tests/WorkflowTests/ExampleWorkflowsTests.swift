@@ -144,6 +144,20 @@ import TestSupport
         expected += ["bob winback-2", "frank winback-2"]
         try await h.expectReceived(expected, "day 72: winback-2 except for Ann, who opened")
 
+        // ── day 79: win-back's last step untags the newsletter: Bob and Frank leave `subscribed` at once ──
+        try h.advance(seconds: 7 * Self.day)
+        var subscribed: [String] = []
+        for _ in 0..<100 {
+            subscribed = try h.db.query("""
+                SELECT c.external_id FROM segment_memberships m JOIN contacts c ON c.id = m.contact_id
+                WHERE m.segment = 'subscribed' ORDER BY 1
+                """).rows.map { $0[0].string ?? "" }
+            if subscribed == ["ann"] { break }
+            try await Task.sleep(nanoseconds: 200_000_000)
+        }
+        #expect(subscribed == ["ann"])
+        try await h.expectReceived(expected, settle: 0.5, "day 79: nothing more")
+
         // Every delivery id reached the sink once.
         let ids = try h.sunk().map(\.deliveryId)
         #expect(ids.count == Set(ids).count, "a delivery id reached the sink twice")

@@ -49,6 +49,8 @@ final class WorkflowHarness: @unchecked Sendable {
     private var sink: ChildProcess?
     private(set) var roles: [String: ChildProcess] = [:]
     let scratch: String
+    /// The sink path the `email` provider posts to (`/slow/30` makes every send take 30 ms).
+    var emailPath = "/email"
 
     init() throws {
         namespace = TestEnvironment.uniqueName("wf")
@@ -89,7 +91,7 @@ final class WorkflowHarness: @unchecked Sendable {
         env["NURTURE_LOG_LEVEL"] = "info"
         env["NURTURE_METRICS_PORT"] = nil
         let base = "http://127.0.0.1:\(sinkPort)"
-        env["NURTURE_EMAIL_URL"] = base + "/email"
+        env["NURTURE_EMAIL_URL"] = base + emailPath
         env["NURTURE_SMS_URL"] = base + "/sms"
         env["NURTURE_PUSH_URL"] = base + "/push"
         env["NURTURE_SALES_WEBHOOK_URL"] = base + "/sales"
