@@ -92,7 +92,7 @@ public final class DevSink: Service, Sendable {
     }
 
     public struct NotListening: Error, CustomStringConvertible {
-        public var description: String { "the sink did not start listening in time" }
+        public var description: String { "the sink is not listening (stopped, could not bind, or timed out)" }
     }
 
     // MARK: counters (thread-safe)
@@ -108,11 +108,14 @@ public final class DevSink: Service, Sendable {
     /// The port the server is bound to while it runs (useful with `port: 0`); nil before it listens and after it stops.
     public var listeningPort: Int? { let p = bound.load(ordering: .acquiring); return p > 0 ? p : nil }
 
-    /// Waits until the server listens and returns its port.
+    /// Waits until the server listens and returns its port; throws `NotListening` when `run()` ended first (e.g. the
+    /// address is in use) or after the timeout.
     public func waitUntilListening(timeoutSeconds: Double = 10) async throws -> Int {
         let deadline = ContinuousClock.now + .milliseconds(Int(timeoutSeconds * 1000))
         while ContinuousClock.now < deadline {
-            if let p = listeningPort { return p }
+            let p = bound.load(ordering: .acquiring)
+            if p > 0 { return p }
+            if p < 0 { break }
             try await Task.sleep(for: .milliseconds(5))
         }
         throw NotListening()
@@ -128,7 +131,7 @@ public final class DevSink: Service, Sendable {
     /// concurrency pool, which roughly doubles the requests a 2-core box sustains compared with an async responder.
     public func run() async throws {
         var logger = Logger(label: "nurture.sink")
-        logger.logLevel = .warning
+        logger.logLevel = .critical   // HummingbirdCore logs a cancelled accept loop as an error; bind failures are thrown
         let server = Server(
             childChannelSetup: SinkChildChannel(sink: self),
             configuration: ServerConfiguration(address: .hostname(host, port: port), serverName: "nurture-sink", backlog: 1024),
@@ -137,7 +140,7 @@ public final class DevSink: Service, Sendable {
             },
             eventLoopGroup: MultiThreadedEventLoopGroup.singleton,
             logger: logger)
-        defer { bound.store(0, ordering: .releasing) }
+        defer { bound.store(-1, ordering: .releasing) }   // stopped (or could not bind): waiters give up
         try await server.run()
     }
 

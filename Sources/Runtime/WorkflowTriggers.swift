@@ -36,7 +36,8 @@ struct WorkflowTriggers {
     /// Exits and enrollments caused by events. Returns the new active enrollments' ids.
     func applyEvents(_ contacts: [ContactEvents], on db: PostgresConnection) throws -> [Int64] {
         if catalog.isEmpty || contacts.isEmpty { return [] }
-        let exitable = catalog.exitable.filter { !catalog.paused.contains($0.name) }
+        // Exits apply to paused workflows too: a contact who bought leaves the cart workflow even while it is paused.
+        let exitable = catalog.exitable
         var active: [Int64: [String: Int64]] = [:]   // contact → workflow → enrollment
         if !exitable.isEmpty {
             for row in try store.active(contacts: contacts.map(\.contact), workflows: exitable.map(\.name), on: db) {

@@ -157,17 +157,19 @@ struct ReportWorkflowCommand: AsyncParsableCommand {
                            (e.g. during the wait before it), by exit_when or
                            because the contact was erased
             `if` rows show how many took `then` and `else`. Every version of the
-            workflow is counted (labels are the current version's); --version N
-            keeps only the enrollments that ran on version N.
+            workflow is counted (labels are the current version's);
+            --workflow-version N keeps only the enrollments that ran on version N
+            (labelled as in version N).
 
             Examples:
               nurture report workflow welcome-series
-              nurture report workflow welcome-series --version 2
+              nurture report workflow welcome-series --workflow-version 2
               nurture report workflow welcome-series --json | jq '.steps[] | {step, label, sent}'
             """)
     @OptionGroup var connection: ConnectionOptions
     @Argument(help: "The workflow's name.") var name: String
-    @Option(help: "Only enrollments that ran on this version of the workflow.") var version: Int?
+    @Option(name: .customLong("workflow-version"), help: ArgumentHelp("Only enrollments that ran on this version of the workflow.",
+                                                                     valueName: "N")) var version: Int?
     @Flag(help: "Print JSON.") var json = false
 
     func run() async throws {
@@ -211,8 +213,10 @@ struct ReportWorkflowCommand: AsyncParsableCommand {
             rows.append(WorkflowStepRow(label: "(not at a known step)", kind: nil, metrics: unplaced))
         }
         let labels = labelled.program.numbered.map(\.step.label)
-        let differing = programs.values.filter { $0.version != labelled.version && $0.program.numbered.map(\.step.label) != labels }
-            .map(\.version).sorted()
+        // Runs on other versions whose steps are numbered differently are counted under these labels.
+        let differing = version != nil ? [] : enrolledVersions.filter { v in
+            v != labelled.version && programs[v].map { $0.program.numbered.map(\.step.label) != labels } ?? true
+        }
         let paused = catalog.paused.contains(name) && head != nil
 
         if json {
@@ -231,7 +235,7 @@ struct ReportWorkflowCommand: AsyncParsableCommand {
         if !differing.isEmpty {
             print("note: steps are labelled as in v\(labelled.version); "
                   + "v\(differing.map(String.init).joined(separator: ", v")) number\(differing.count == 1 ? "s" : "") its steps differently "
-                  + "(--version N reports one version)")
+                  + "(--workflow-version N reports one version)")
         }
         guard !rows.isEmpty else {
             print("(no steps)")

@@ -129,8 +129,9 @@ struct WorkflowsPauseCommand: AsyncParsableCommand {
                 scheduler skips them (no step runs, nothing is sent);
               - triggers that fire during the pause do not enroll anyone (they are
                 not queued for later either);
-              - events do not end enrollments through exit_when either (it is
-                checked again before each step once resumed).
+              - exit_when still ends enrollments on the contact's events (someone
+                who bought leaves the abandoned-cart workflow even while it is
+                paused), and it is checked again before each step once resumed.
             `nurture workflows resume NAME` continues every enrollment from where
             it stopped; steps that fell due during the pause run right away.
             Pausing a paused workflow changes nothing. Re-applying the workflow

@@ -316,7 +316,7 @@ private func insertRuns(_ db: PostgresConnection) throws -> [Int64] {
         #expect(column("then") == [0, 0, 1, 0, 0, 0, 0] && column("else") == [0, 0, 2, 0, 0, 0, 0])
 
         // One version only: v1's runs, labelled as v1.
-        let v1 = try nurture(["report", "workflow", "onboarding", "--version", "1", "--json"], database: database)
+        let v1 = try nurture(["report", "workflow", "onboarding", "--workflow-version", "1", "--json"], database: database)
         #expect(v1.exitCode == 0, "\(v1.stderr)")
         let v1Report = try v1.json()
         #expect(v1Report["version"] as? Int == 1 && v1Report["version_filter"] as? Int == 1)
@@ -336,7 +336,7 @@ private func insertRuns(_ db: PostgresConnection) throws -> [Int64] {
                 == ["step", "reached", "sent", "capped", "quiet", "hours", "suppressed", "no", "address", "failed", "exited", "what"])
         let first = try #require(text.stdout.split(separator: "\n").first { $0.hasPrefix("1 ") })
         #expect(first.split(separator: " ").map(String.init) == ["1", "6", "2", "0", "2", "1", "1", "0", "1", "score", "+5"])
-        let v1Text = try nurture(["report", "workflow", "onboarding", "--version", "1"], database: database)
+        let v1Text = try nurture(["report", "workflow", "onboarding", "--workflow-version", "1"], database: database)
         #expect(v1Text.exitCode == 0, "\(v1Text.stderr)")
         #expect(v1Text.stdout.contains("only enrollments on v1") && !v1Text.stdout.contains("note:"), "\(v1Text.stdout)")
         let ifRow = try #require(v1Text.stdout.split(separator: "\n").first { $0.hasPrefix("3 ") })
@@ -349,7 +349,7 @@ private func insertRuns(_ db: PostgresConnection) throws -> [Int64] {
         let unknown = try nurture(["report", "workflow", "nope"], database: database)
         #expect(unknown.exitCode == 1)
         #expect(unknown.stderr.contains(#"no workflow "nope""#), "\(unknown.stderr)")
-        let badVersion = try nurture(["report", "workflow", "onboarding", "--version", "9"], database: database)
+        let badVersion = try nurture(["report", "workflow", "onboarding", "--workflow-version", "9"], database: database)
         #expect(badVersion.exitCode == 1 && badVersion.stderr.contains("no version 9"), "\(badVersion.stderr)")
     }
 
