@@ -219,15 +219,22 @@ public enum MIMEMessage {
     /// characters; anything non-ASCII (or an unbreakable run too long for one line) becomes encoded-words.
     /// `nameLength` is the field name's length (the first line also holds `Name: `).
     public static func encodeHeaderText(_ value: String, nameLength: Int) -> String {
-        var cleaned = ""
-        cleaned.reserveCapacity(value.utf8.count)
+        var printableASCII = true
         var ascii = true
-        for scalar in value.unicodeScalars {
-            if scalar.value < 32 || scalar.value == 127 {
-                cleaned.append(" ")
-            } else {
-                if scalar.value > 127 { ascii = false }
-                cleaned.unicodeScalars.append(scalar)
+        for b in value.utf8 {
+            if b < 32 || b == 127 { printableASCII = false } else if b > 127 { printableASCII = false; ascii = false; break }
+        }
+        var cleaned = value
+        if !printableASCII {
+            cleaned = ""
+            cleaned.reserveCapacity(value.utf8.count)
+            for scalar in value.unicodeScalars {
+                if scalar.value < 32 || scalar.value == 127 {
+                    cleaned.append(" ")
+                } else {
+                    if scalar.value > 127 { ascii = false }
+                    cleaned.unicodeScalars.append(scalar)
+                }
             }
         }
         if ascii {
@@ -295,33 +302,45 @@ public enum MIMEMessage {
 
     /// `Name <address>` → (Name, address); `"Quoted, Name" <a>` unquotes; a bare address has no name.
     public static func parseAddress(_ text: String) -> (name: String?, address: String) {
-        let trimmed = text.trimmingCharacters(in: .whitespaces)
-        guard trimmed.hasSuffix(">"), let open = trimmed.lastIndex(of: "<") else { return (nil, trimmed) }
-        let address = String(trimmed[trimmed.index(after: open)..<trimmed.index(before: trimmed.endIndex)])
-            .trimmingCharacters(in: .whitespaces)
-        var name = trimmed[..<open].trimmingCharacters(in: .whitespaces)
-        if name.count >= 2 && name.hasPrefix("\"") && name.hasSuffix("\"") {
-            name = String(name.dropFirst().dropLast())
-            var unescaped = ""
-            var escaping = false
-            for c in name {
-                if escaping { unescaped.append(c); escaping = false } else if c == "\\" { escaping = true } else { unescaped.append(c) }
+        let trimmed = trimSpaces(Substring(text))
+        guard trimmed.hasSuffix(">"), let open = trimmed.lastIndex(of: "<") else { return (nil, String(trimmed)) }
+        let address = String(trimSpaces(trimmed[trimmed.index(after: open)..<trimmed.index(before: trimmed.endIndex)]))
+        var name = trimSpaces(trimmed[..<open])
+        if name.utf8.count >= 2 && name.hasPrefix("\"") && name.hasSuffix("\"") {
+            name = name.dropFirst().dropLast()
+            if name.contains("\\") {
+                var unescaped = ""
+                var escaping = false
+                for c in name {
+                    if escaping { unescaped.append(c); escaping = false } else if c == "\\" { escaping = true } else { unescaped.append(c) }
+                }
+                return (unescaped.isEmpty ? nil : unescaped, address)
             }
-            name = unescaped
         }
-        return (name.isEmpty ? nil : name, address)
+        return (name.isEmpty ? nil : String(name), address)
+    }
+
+    private static func trimSpaces(_ text: Substring) -> Substring {
+        var s = text
+        while let c = s.first, c == " " || c == "\t" { s = s.dropFirst() }
+        while let c = s.last, c == " " || c == "\t" { s = s.dropLast() }
+        return s
     }
 
     /// `From`/`To` value: the address in angle brackets after a display name (quoted when it has specials,
     /// encoded-words when not ASCII), or the bare address.
     public static func formatAddress(_ text: String) -> String {
         let (name, rawAddress) = parseAddress(text)
-        let address = String(rawAddress.unicodeScalars.filter { $0.value > 32 && $0 != "<" && $0 != ">" && $0.value != 127 }.map(Character.init))
-        guard let rawName = name else { return address }
-        let cleanName = String(rawName.unicodeScalars.map { $0.value < 32 || $0.value == 127 ? " " : Character($0) })
-        if cleanName.unicodeScalars.allSatisfy({ $0.isASCII }) {
-            let specials = Set("()<>[]:;@\\,.\"")
-            if cleanName.contains(where: { specials.contains($0) }) {
+        var address = rawAddress
+        if address.utf8.contains(where: { $0 <= 32 || $0 == 127 || $0 == UInt8(ascii: "<") || $0 == UInt8(ascii: ">") }) {
+            address = String(address.unicodeScalars.filter { $0.value > 32 && $0 != "<" && $0 != ">" && $0.value != 127 }.map(Character.init))
+        }
+        guard var cleanName = name else { return address }
+        if cleanName.utf8.contains(where: { $0 < 32 || $0 == 127 }) {
+            cleanName = String(cleanName.unicodeScalars.map { $0.value < 32 || $0.value == 127 ? " " : Character($0) })
+        }
+        if cleanName.utf8.allSatisfy({ $0 < 128 }) {
+            if cleanName.utf8.contains(where: { addressSpecials.contains($0) }) {
                 let escaped = cleanName.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
                 return "\"\(escaped)\" <\(address)>"
             }
@@ -330,15 +349,22 @@ public enum MIMEMessage {
         return "\(encodedWords(cleanName)) <\(address)>"
     }
 
+    private static let addressSpecials: Set<UInt8> = Set("()<>[]:;@\\,.\"".utf8)
+    private static let atext: Set<UInt8> = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-/=?^_`{|}~.".utf8)
+
     /// `<deliveryId@domain>`: the domain of the sender's address (`nurture.invalid` without one).
     public static func messageID(deliveryId: String, from address: String?) -> String {
-        let atext = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-/=?^_`{|}~.")
-        var local = String(deliveryId.filter { atext.contains($0) })
+        var local = deliveryId
+        if !local.utf8.allSatisfy({ atext.contains($0) }) {
+            local = String(decoding: deliveryId.utf8.filter { atext.contains($0) }, as: UTF8.self)
+        }
         if local.isEmpty { local = "message" }
         var domain = "nurture.invalid"
-        if let address, let at = address.lastIndex(of: "@") {
-            let candidate = String(address[address.index(after: at)...].filter { atext.contains($0) || $0 == "[" || $0 == "]" })
-            if !candidate.isEmpty { domain = candidate }
+        if let address, let at = address.utf8.lastIndex(of: UInt8(ascii: "@")) {
+            let bytes = address.utf8[address.utf8.index(after: at)...].filter {
+                atext.contains($0) || $0 == UInt8(ascii: "[") || $0 == UInt8(ascii: "]")
+            }
+            if !bytes.isEmpty { domain = String(decoding: bytes, as: UTF8.self) }
         }
         return "<\(local)@\(domain)>"
     }

@@ -23,7 +23,9 @@ public struct SignedLinkPayload: Sendable, Equatable {
 /// spelling of the same bytes (padding, non-canonical base64 trailing bits) is refused, so one link has one token.
 public struct SignedLinks: Sendable {
     public let publicURL: String
-    private let key: [UInt8]
+    /// HMAC-SHA256 with the key's inner and outer pads already absorbed (RFC 2104), copied for each token.
+    private let inner: SHA256
+    private let outer: SHA256
     static let tagByteCount = 16
 
     /// - Parameters:
@@ -34,7 +36,24 @@ public struct SignedLinks: Sendable {
         var url = Substring(publicURL)
         while url.hasSuffix("/") { url = url.dropLast() }
         self.publicURL = String(url)
-        self.key = Array(secret.utf8)
+        var key = Array(secret.utf8)
+        if key.count > SHA256.blockByteCount { key = SHA256.hash(key) }
+        key += [UInt8](repeating: 0, count: SHA256.blockByteCount - key.count)
+        var inner = SHA256()
+        inner.update(key.map { $0 ^ 0x36 })
+        var outer = SHA256()
+        outer.update(key.map { $0 ^ 0x5c })
+        self.inner = inner
+        self.outer = outer
+    }
+
+    /// HMAC-SHA256(secret, message) truncated to the tag length; equal to `HMACSHA256.authenticationCode`.
+    func tag(_ message: [UInt8]) -> [UInt8] {
+        var i = inner
+        i.update(message)
+        var o = outer
+        o.update(i.finalize())
+        return Array(o.finalize().prefix(SignedLinks.tagByteCount))
     }
 
     /// `{public}/u/{token}`: unsubscribes the contact (from marketing), recording the delivery it came in.
@@ -52,8 +71,7 @@ public struct SignedLinks: Sendable {
         var text = "\(payload.purpose):\(payload.contactId)"
         if let delivery = payload.deliveryId { text += ":\(delivery)" }
         let bytes = Array(text.utf8)
-        let tag = HMACSHA256.authenticationCode(for: bytes, key: key).prefix(SignedLinks.tagByteCount)
-        return Base64URL.encode(bytes) + "." + Base64URL.encode(Array(tag))
+        return Base64URL.encode(bytes) + "." + Base64URL.encode(tag(bytes))
     }
 
     /// The payload of a token this secret signed; nil if it is forged, garbled or signed with another secret.
@@ -62,8 +80,7 @@ public struct SignedLinks: Sendable {
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 2, let payload = Base64URL.decode(parts[0]), let tag = Base64URL.decode(parts[1]),
               tag.count == SignedLinks.tagByteCount else { return nil }
-        let expected = Array(HMACSHA256.authenticationCode(for: payload, key: key).prefix(SignedLinks.tagByteCount))
-        guard HMACSHA256.constantTimeEquals(expected, tag) else { return nil }
+        guard HMACSHA256.constantTimeEquals(self.tag(payload), tag) else { return nil }
         guard let text = String(validating: payload, as: UTF8.self) else { return nil }
         let fields = text.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
         guard fields.count >= 2, fields[0] == "u" || fields[0] == "p", let contact = Int64(fields[1]) else { return nil }

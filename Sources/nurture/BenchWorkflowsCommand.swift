@@ -42,8 +42,9 @@ struct BenchWorkflowsCommand: AsyncParsableCommand {
             step); accepted = due → the provider call was answered (deliveries.sent_at). In a burst, start and
             accepted include draining everything due at the same time, so their p99 is about the burst's length.
 
-            Paced (lateness at a steady load): --paced-rate enrollments per second fall due over --paced-seconds
-            (bench-paced; contacts 1...rate × seconds), the same three lateness figures.
+            Paced (lateness at a steady load below capacity): --paced-rate enrollments per second (default: half
+            the jobs/s the burst measured) fall due one after the other over --paced-seconds (bench-paced; contacts
+            1...rate × seconds), the same three lateness figures. --paced-seconds 0 skips the phase.
             `extra_claims`: claims beyond one per enrollment (the scheduler's counter), i.e. workflow.step jobs
             enqueued for an enrollment that was already running (a lease that ran out, or an enrollment left
             claimable between two steps of one job); they end as stale jobs or postponements, never as a second
@@ -63,17 +64,17 @@ struct BenchWorkflowsCommand: AsyncParsableCommand {
     @Option(help: "Slots per worker process.") var concurrency: Int = 16
     @Option(help: "Give the provider `batch: N` (bodies {\"messages\":[...]}); 0: one plain POST per message.") var batch: Int = 0
     @Option(help: "Due enrollments the scheduler claims per round trip.") var dueBatch: Int = 2_000
-    @Option(help: "Paced phase: enrollments falling due per second (0: skip the phase).") var pacedRate: Int = 1_000
-    @Option(help: "Paced phase: seconds over which they fall due (capped by --contacts).") var pacedSeconds: Int = 10
+    @Option(help: "Paced phase: enrollments falling due per second (default: half the burst's jobs/s).") var pacedRate: Int?
+    @Option(help: "Paced phase: seconds over which they fall due (capped by --contacts; 0: skip the phase).") var pacedSeconds: Int = 10
     @Option(help: "Renders of welcome-1 on one thread (0: skip).") var renders: Int = 200_000
     @Flag(help: "Only the rendering measurement (no PostgreSQL or Redis needed).") var renderOnly = false
     @Flag(help: "Keep the schema afterwards (its name is printed).") var keepSchema = false
     @Option(help: "Give up when the sink has accepted nothing new for this many seconds.") var stallSeconds: Int = 60
 
     func validate() throws {
-        guard contacts >= 1, workers >= 1, (1...1024).contains(concurrency), batch >= 0, dueBatch >= 1, pacedRate >= 0,
+        guard contacts >= 1, workers >= 1, (1...1024).contains(concurrency), batch >= 0, dueBatch >= 1, (pacedRate ?? 1) >= 1,
               pacedSeconds >= 0, renders >= 0, stallSeconds >= 1 else {
-            throw ValidationError("need --contacts >= 1, --workers >= 1, --concurrency 1-1024, --due-batch >= 1 and non-negative others")
+            throw ValidationError("need --contacts, --workers, --due-batch, --paced-rate >= 1, --concurrency 1-1024 and non-negative others")
         }
     }
 
@@ -117,7 +118,8 @@ struct WorkflowsPlan: Sendable {
     let concurrency: Int
     let batch: Int
     let dueBatch: Int
-    let pacedRate: Int
+    /// nil: half the burst's jobs/s.
+    let pacedRate: Int?
     let pacedSeconds: Int
     let keepSchema: Bool
     let stallSeconds: Int
@@ -293,14 +295,15 @@ struct WorkflowsBench {
             sleepMilliseconds(20)
         }
 
-        let phases = PhaseRunner(bench: self, db: db, scheduler: scheduler, versions: versions, scratch: scratch)
+        let phases = PhaseRunner(bench: self, db: db, scheduler: scheduler, versions: versions, scratch: scratch,
+                                 workerPids: children.map(\.pid), redisPid: redisServer.process.pid)
         // Warm-up: every slot opens its connections and loads the catalog.
         let warm = try phases.run(workflow: "bench-warmup", count: min(plan.contacts, plan.workers * plan.concurrency * 2),
                                   spacingSeconds: 0, leadSeconds: 0.5)
         emit("workflows-warmup", [("enrollments", "\(warm.enrollments)"), ("seconds", fmt(warm.seconds, 3))])
 
         let burst = try phases.run(workflow: "bench-burst", count: plan.contacts, spacingSeconds: 0,
-                                   leadSeconds: 2 + Double(plan.contacts) / 40_000)
+                                   leadSeconds: 2 + Double(plan.contacts) / 20_000)
         emit("workflows", [("phase", "burst"), ("contacts", "\(plan.contacts)"), ("workers", "\(plan.workers)"),
                            ("concurrency", "\(plan.concurrency)"), ("batch", "\(plan.batch)"), ("due_batch", "\(plan.dueBatch)"),
                            ("steps", "\(burst.steps)"), ("messages", "\(burst.messages)"), ("seconds", fmt(burst.seconds, 3)),
@@ -311,19 +314,21 @@ struct WorkflowsBench {
                           + [("step_ms_p50", fmt(percentile(burst.stepMilliseconds, 50), 2)), ("step_ms_p99", fmt(percentile(burst.stepMilliseconds, 99), 2)),
                              ("extra_claims", "\(burst.extraClaims)"), ("duplicates", "\(burst.duplicates)"), ("not_accepted", "\(burst.notAccepted)"),
                              ("enroll_s", fmt(burst.enrollSeconds, 3)), ("armed_late_ms", fmt(burst.armedLateMilliseconds, 0)),
-                             ("copy_contacts_s", fmt(copySeconds, 3))])
+                             ("copy_contacts_s", fmt(copySeconds, 3))] + burst.cpu.fields(steps: burst.steps))
 
         var paced: PhaseFigures? = nil
-        let pacedCount = min(plan.contacts, plan.pacedRate * plan.pacedSeconds)
-        if plan.pacedRate > 0 && pacedCount > 0 {
-            let figures = try phases.run(workflow: "bench-paced", count: pacedCount, spacingSeconds: 1 / Double(plan.pacedRate),
-                                         leadSeconds: 1 + Double(pacedCount) / 40_000)
-            emit("workflows", [("phase", "paced"), ("rate_per_s", "\(plan.pacedRate)"), ("enrollments", "\(figures.enrollments)"),
+        let pacedRate = plan.pacedRate ?? max(1, Int(Double(burst.enrollments) / burst.seconds / 2))
+        let pacedCount = min(plan.contacts, pacedRate * plan.pacedSeconds)
+        if pacedCount > 0 {
+            let figures = try phases.run(workflow: "bench-paced", count: pacedCount, spacingSeconds: 1 / Double(pacedRate),
+                                         leadSeconds: 2 + Double(pacedCount) / 20_000)
+            emit("workflows", [("phase", "paced"), ("rate_per_s", "\(pacedRate)"), ("steps_per_s_offered", "\(pacedRate * WorkflowsBench.stepsPerEnrollment)"), ("enrollments", "\(figures.enrollments)"),
                                ("steps", "\(figures.steps)"), ("messages", "\(figures.messages)"), ("seconds", fmt(figures.seconds, 3))]
                               + figures.latenessFields
                               + [("step_ms_p50", fmt(percentile(figures.stepMilliseconds, 50), 2)), ("step_ms_p99", fmt(percentile(figures.stepMilliseconds, 99), 2)),
                                  ("extra_claims", "\(figures.extraClaims)"), ("duplicates", "\(figures.duplicates)"),
-                                 ("not_accepted", "\(figures.notAccepted)"), ("armed_late_ms", fmt(figures.armedLateMilliseconds, 0))])
+                                 ("not_accepted", "\(figures.notAccepted)"), ("armed_late_ms", fmt(figures.armedLateMilliseconds, 0))]
+                              + figures.cpu.fields(steps: figures.steps))
             paced = figures
         }
 
@@ -331,20 +336,21 @@ struct WorkflowsBench {
             let rss = residentMegabytes(pid: w.pid)
             emit("workflows-worker-rss", [("process", "\(i + 1)"), ("rss_mb", fmt(rss.current)), ("peak_rss_mb", fmt(rss.peak))])
         }
-        return WorkflowsResult(summary: summary(burst: burst, paced: paced))
+        return WorkflowsResult(summary: summary(burst: burst, paced: paced, pacedRate: pacedRate))
     }
 
-    private func summary(burst: PhaseFigures, paced: PhaseFigures?) -> String {
+    private func summary(burst: PhaseFigures, paced: PhaseFigures?, pacedRate: Int) -> String {
         func ms(_ values: [Double]) -> String { "p50 \(fmt(percentile(values, 50), 0)) ms, p99 \(fmt(percentile(values, 99), 0)) ms" }
         var lines = [
             "burst: \(burst.enrollments) enrollments × 3 sends = \(burst.steps) steps, due at once, all accepted by the sink \(fmt(burst.seconds, 2)) s later:",
             "  \(fmt(Double(burst.steps) / burst.seconds, 0)) steps/s (= messages/s), \(fmt(Double(burst.enrollments) / burst.seconds, 0)) jobs/s "
-                + "on \(plan.workers) workers × \(plan.concurrency) slots" + (plan.batch > 0 ? " (provider batch: \(plan.batch))" : ""),
+                + "on \(plan.workers) worker\(plan.workers == 1 ? "" : "s") × \(plan.concurrency) slots" + (plan.batch > 0 ? " (provider batch: \(plan.batch))" : ""),
             "  due → claimed by the scheduler \(ms(burst.claim)); due → step started \(ms(burst.start)); due → accepted \(ms(burst.accepted))",
+            "  CPU per step: " + burst.cpu.perStepText(steps: burst.steps),
         ]
         if let paced {
             lines += [
-                "paced: \(plan.pacedRate) enrollments/s (\(plan.pacedRate * 3) steps/s) for \(fmt(Double(paced.enrollments) / Double(plan.pacedRate), 1)) s:",
+                "paced: \(pacedRate) enrollments/s (\(pacedRate * 3) steps/s) falling due over \(fmt(Double(paced.enrollments) / Double(pacedRate), 1)) s:",
                 "  due → claimed \(ms(paced.claim)); due → step started \(ms(paced.start)) (max \(fmt(paced.start.last ?? .nan, 0)) ms); due → accepted \(ms(paced.accepted))",
             ]
         }
@@ -444,6 +450,8 @@ struct PhaseFigures {
     let duplicates: Int
     let notAccepted: Int
     let enrollSeconds: Double
+    /// CPU used from enrollment to completion, by process kind.
+    let cpu: CPUUse
     /// How long after the first due time the enrollments were committed (0 when in time).
     let armedLateMilliseconds: Double
 
@@ -462,6 +470,23 @@ struct PhaseRunner {
     let scheduler: SchedulerEngine
     let versions: [String: Int]
     let scratch: String
+    let workerPids: [pid_t]
+    let redisPid: pid_t
+
+    /// CPU seconds so far of the workers, this process, the private redis-server and the PostgreSQL backends of
+    /// this database (when the server runs on this host: backends are read from /proc by their pid).
+    func cpuSnapshot() -> (workers: Double, bench: Double, redis: Double, postgres: [Int32: Double]) {
+        var backends: [Int32: Double] = [:]
+        let pids = (try? db.query("""
+            SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND backend_type = 'client backend'
+            """).rows.compactMap { $0[0].int.map { Int32($0) } }) ?? []
+        for pid in pids {
+            let command = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? ""
+            if command.hasPrefix("postgres"), let seconds = processCPUSeconds(pid) { backends[pid] = seconds }
+        }
+        return (workerPids.compactMap(processCPUSeconds).reduce(0, +), processCPUSeconds(getpid()) ?? 0,
+                processCPUSeconds(redisPid) ?? 0, backends)
+    }
 
     /// `count` enrollments of contacts 1...count in `workflow`, the first due `leadSeconds` from now (whole
     /// milliseconds), the next ones `spacingSeconds` apart.
@@ -477,6 +502,7 @@ struct PhaseRunner {
         let dueMicros = dueMillis * 1000
         let due = Date(timeIntervalSince1970: Double(dueMillis) / 1000)
 
+        let cpuBefore = cpuSnapshot()
         let enrollStarted = monotonicNanoseconds()
         try db.execute("""
             INSERT INTO enrollments (workflow, workflow_version, contact_id, state, step_path, step_seq, due_at, trigger, started_at)
@@ -517,6 +543,11 @@ struct PhaseRunner {
             sleepMilliseconds(10)
         }
         let completedSeconds = Double(wallMicros() - dueMicros) / 1e6
+        let cpuAfter = cpuSnapshot()
+        let cpu = CPUUse(workers: cpuAfter.workers - cpuBefore.workers, bench: cpuAfter.bench - cpuBefore.bench,
+                         redis: cpuAfter.redis - cpuBefore.redis,
+                         postgres: cpuAfter.postgres.isEmpty ? nil
+                            : cpuAfter.postgres.reduce(0) { $0 + $1.value - (cpuBefore.postgres[$1.key] ?? 0) })
         let extraClaims = max(0, scheduler.dueStepsCount.load(ordering: .relaxed) - baselineClaims - count)
 
         // Claim, start and accepted lateness of step 1 (the due step), and every step's run time.
@@ -553,7 +584,45 @@ struct PhaseRunner {
         return PhaseFigures(enrollments: count, steps: Int(counts[0].int ?? 0), messages: probe.acceptedMessages - baselineMessages,
                             seconds: seconds, completedSeconds: completedSeconds, claim: claim, start: start, accepted: accepted,
                             stepMilliseconds: stepMilliseconds, extraClaims: extraClaims, duplicates: probe.duplicates - baselineDuplicates,
-                            notAccepted: Int(counts[1].int ?? 0), enrollSeconds: enrollSeconds,
+                            notAccepted: Int(counts[1].int ?? 0), enrollSeconds: enrollSeconds, cpu: cpu,
                             armedLateMilliseconds: max(0, Double(committedAt - dueMicros) / 1000))
     }
+}
+
+/// CPU seconds a phase used, by process kind.
+struct CPUUse {
+    let workers: Double
+    /// This process: the scheduler engine, the sink, and the bench's own polling.
+    let bench: Double
+    let redis: Double
+    /// The database's backends; nil when PostgreSQL does not run on this host.
+    let postgres: Double?
+
+    func perStepText(steps: Int) -> String {
+        func us(_ seconds: Double) -> String { fmt(seconds * 1e6 / Double(max(1, steps)), 0) + " µs" }
+        var parts: [String] = []
+        if let postgres { parts.append("PostgreSQL \(us(postgres))") }
+        parts += ["workers \(us(workers))", "scheduler + sink \(us(bench))", "redis \(us(redis))"]
+        let total = workers + bench + redis + (postgres ?? 0)
+        return parts.joined(separator: ", ") + " = \(us(total)); \(ProcessInfo.processInfo.activeProcessorCount) cores allow about "
+            + fmt(Double(ProcessInfo.processInfo.activeProcessorCount) * Double(steps) / max(total, 1e-9), 0) + " steps/s at that cost"
+    }
+
+    func fields(steps: Int) -> [(String, String)] {
+        func perStep(_ seconds: Double) -> String { fmt(seconds * 1e6 / Double(max(1, steps)), 0) }
+        var out = [("cpu_workers_s", fmt(workers, 2)), ("cpu_bench_s", fmt(bench, 2)), ("cpu_redis_s", fmt(redis, 2))]
+        if let postgres { out.append(("cpu_postgres_s", fmt(postgres, 2))) }
+        out += [("cpu_workers_us_per_step", perStep(workers))]
+        if let postgres { out.append(("cpu_postgres_us_per_step", perStep(postgres))) }
+        return out
+    }
+}
+
+/// utime + stime of a process in seconds (Linux /proc), nil when it is not readable.
+func processCPUSeconds(_ pid: pid_t) -> Double? {
+    guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = text.lastIndex(of: ")") else { return nil }
+    // After "pid (comm) ": state is field 3, utime field 14, stime field 15.
+    let fields = text[text.index(after: close)...].split(separator: " ")
+    guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+    return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
 }

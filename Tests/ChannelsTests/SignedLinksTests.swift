@@ -1,4 +1,6 @@
 import Channels
+import Domain
+import Foundation
 import Testing
 
 @Suite struct SignedLinksTests {
@@ -18,8 +20,20 @@ import Testing
         #expect(links.verify(token(of: preferences)) == SignedLinkPayload(purpose: "p", contactId: 9_000_000_000, deliveryId: nil))
         // URL-safe: no characters that need escaping in a path or an html attribute.
         #expect(token(of: unsubscribe).allSatisfy { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." })
+        // The tag is HMAC-SHA256(secret, payload) truncated to 16 bytes (RFC 2104, checked against Domain's HMAC).
+        let parts = token(of: unsubscribe).split(separator: ".")
+        let payload = try #require(Data(base64Encoded: Self.standardBase64(parts[0])))
+        #expect(String(decoding: payload, as: UTF8.self) == "u:42:6f1c2a4e-0000-4000-8000-000000000001")
+        let expected = HMACSHA256.authenticationCode(for: Array(payload), key: Array("s3cret-key".utf8)).prefix(16)
+        #expect(try #require(Data(base64Encoded: Self.standardBase64(parts[1]))) == Data(expected))
         // Deterministic: the same link twice is the same token.
         #expect(links.unsubscribeURL(contactId: 42, deliveryId: "d") == links.unsubscribeURL(contactId: 42, deliveryId: "d"))
+    }
+
+    static func standardBase64(_ text: Substring) -> String {
+        var s = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        while s.count % 4 != 0 { s += "=" }
+        return s
     }
 
     @Test func tamperedTokensAreRefused() throws {

@@ -10,7 +10,10 @@ import TestSupport
 /// lives in PostgreSQL, leases run out, the scheduler enqueues again, deliveries keep their ids.
 @Suite(.serialized) struct ChaosTests {
     @Test func killedWorkersAndAFlushedRedisLoseAndDuplicateNoMessage() async throws {
-        let h = try WorkflowHarness()
+        // FLUSHALL needs a Redis of its own: the shared test server carries other tests' queues meanwhile.
+        let server = try RedisServerProcess()
+        defer { server.stop() }
+        let h = try WorkflowHarness(redisURL: server.url)
         defer { h.cleanUp() }
         h.emailPath = "/slow/25"   // every email takes 25 ms at the provider: kills land mid-send
         try h.cli(["apply", NurtureBinary.repositoryRoot + "/examples"])

@@ -52,9 +52,10 @@ final class WorkflowHarness: @unchecked Sendable {
     /// The sink path the `email` provider posts to (`/slow/30` makes every send take 30 ms).
     var emailPath = "/email"
 
-    init() throws {
+    /// `redisURL`: a private server for tests that flush it (the shared one serves other tests at the same time).
+    init(redisURL privateRedis: String? = nil) throws {
         namespace = TestEnvironment.uniqueName("wf")
-        redisURL = try TestEnvironment.redisURL()
+        redisURL = try privateRedis ?? TestEnvironment.redisURL()
         database = try TestDatabase.create(prefix: "wf")
         db = try database.connect()
         _ = try Migrator().migrate(db)
