@@ -24,6 +24,8 @@ public struct SchedulerOptions: Sendable {
     /// Due workflow steps claimed per round trip, and the pause between polls when fewer were due.
     public var dueBatch: Int = 2_000
     public var duePollMilliseconds: Int64 = 200
+    /// No due steps are claimed while the step queue holds this many jobs (waiting + in flight).
+    public var maxStepBacklog: Int = 4_000
 
     public init() {}
 }
@@ -213,6 +215,13 @@ public final class SchedulerEngine: Sendable {
             do {
                 if redis == nil { redis = try RedisConnection(config: options.redis, logger: logger) }
                 if db == nil { db = try PostgresConnection(url: options.databaseURL, logger: logger) }
+                // Backpressure: while the step queue already holds a backlog, claim nothing. Claiming more would
+                // only let the leases of queued jobs run out and enqueue the same enrollments again.
+                let backlog = try redis!.execute(RedisCommand("XLEN", .string(queue.keys.stream(WorkflowStepJob.queue)))).int ?? 0
+                if backlog >= Int64(options.maxStepBacklog) {
+                    sleepMilliseconds(options.duePollMilliseconds)
+                    continue
+                }
                 let at = clock.nowMilliseconds()
                 let due = try store.claimDue(now: Date(timeIntervalSince1970: Double(at) / 1000), limit: batch,
                                              leaseSeconds: WorkflowStepJob.leaseSeconds, on: db!)

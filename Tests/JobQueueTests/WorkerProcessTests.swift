@@ -113,11 +113,12 @@ final class NurtureProcess {
         let total = 40
         let worker = try NurtureProcess(["worker", "--concurrency", "2", "--queues", "default"], harness: h, name: "worker")
         _ = try await consumerName(of: worker, h)
-        try h.queue.enqueue((0..<total).map { NewJob(kind: "sleep", payload: "{\"ms\":200}", id: "s-\($0)") }, on: h.redis)
+        // 1 s jobs: 40 of them take 20 s on 2 slots, so a loaded machine still signals long before the end.
+        try h.queue.enqueue((0..<total).map { NewJob(kind: "sleep", payload: "{\"ms\":1000}", id: "s-\($0)") }, on: h.redis)
         let running = try await eventually(within: 30) { try h.stats().processed >= 4 }
         #expect(running, "\(worker.logTail())")
         worker.child.signal(SIGTERM)
-        // Grace is 25 s by default; 200 ms jobs finish long before.
+        // Grace is 25 s by default; 1 s jobs finish long before.
         let exited = worker.child.wait(milliseconds: 30_000)
         #expect(exited, "still running 30 s after SIGTERM\n\(worker.logTail())")
         if !exited { worker.child.signal(SIGKILL); worker.child.wait() }
