@@ -39,8 +39,9 @@ struct BenchWorkflowsCommand: AsyncParsableCommand {
             claim = due → the scheduler claimed it (a row trigger the bench adds to its scratch schema records
             clock_timestamp() when a step-0 enrollment gets its lease; it fires once per enrollment);
             start = due → the worker began the step (deliveries.created_at, the runner's clock at the start of the
-            step); accepted = due → the provider call was answered (deliveries.sent_at). In a burst, start and
-            accepted include draining everything due at the same time, so their p99 is about the burst's length.
+            step); accepted = due → the provider call was answered (deliveries.sent_at). In a burst all three
+            include draining everything due at the same time (the scheduler claims nothing while the step queue
+            holds max_step_backlog jobs), so their p99 is about the burst's length.
 
             Paced (lateness at a steady load below capacity): --paced-rate enrollments per second (default: half
             the jobs/s the burst measured) fall due one after the other over --paced-seconds (bench-paced; contacts
@@ -296,7 +297,7 @@ struct WorkflowsBench {
         }
 
         let phases = PhaseRunner(bench: self, db: db, scheduler: scheduler, versions: versions, scratch: scratch,
-                                 workerPids: children.map(\.pid), redisPid: redisServer.process.pid)
+                                 workerPids: children.map(\.pid), redisPid: redisServer.process.pid, redis: redis, namespace: namespace)
         // Warm-up: every slot opens its connections and loads the catalog.
         let warm = try phases.run(workflow: "bench-warmup", count: min(plan.contacts, plan.workers * plan.concurrency * 2),
                                   spacingSeconds: 0, leadSeconds: 0.5)
@@ -306,13 +307,14 @@ struct WorkflowsBench {
                                    leadSeconds: 2 + Double(plan.contacts) / 20_000)
         emit("workflows", [("phase", "burst"), ("contacts", "\(plan.contacts)"), ("workers", "\(plan.workers)"),
                            ("concurrency", "\(plan.concurrency)"), ("batch", "\(plan.batch)"), ("due_batch", "\(plan.dueBatch)"),
+                           ("max_step_backlog", "\(scheduler.options.maxStepBacklog)"),
                            ("steps", "\(burst.steps)"), ("messages", "\(burst.messages)"), ("seconds", fmt(burst.seconds, 3)),
                            ("steps_per_s", fmt(Double(burst.steps) / burst.seconds, 0)),
                            ("messages_per_s", fmt(Double(burst.messages) / burst.seconds, 0)),
                            ("jobs_per_s", fmt(Double(burst.enrollments) / burst.seconds, 0)),
                            ("completed_s", fmt(burst.completedSeconds, 3))] + burst.latenessFields
                           + [("step_ms_p50", fmt(percentile(burst.stepMilliseconds, 50), 2)), ("step_ms_p99", fmt(percentile(burst.stepMilliseconds, 99), 2)),
-                             ("extra_claims", "\(burst.extraClaims)"), ("duplicates", "\(burst.duplicates)"), ("not_accepted", "\(burst.notAccepted)"),
+                             ("extra_claims", "\(burst.extraClaims)"), ("stale_drain_s", fmt(burst.staleDrainSeconds, 3)), ("duplicates", "\(burst.duplicates)"), ("not_accepted", "\(burst.notAccepted)"),
                              ("enroll_s", fmt(burst.enrollSeconds, 3)), ("armed_late_ms", fmt(burst.armedLateMilliseconds, 0)),
                              ("copy_contacts_s", fmt(copySeconds, 3))] + burst.cpu.fields(steps: burst.steps))
 
@@ -326,7 +328,7 @@ struct WorkflowsBench {
                                ("steps", "\(figures.steps)"), ("messages", "\(figures.messages)"), ("seconds", fmt(figures.seconds, 3))]
                               + figures.latenessFields
                               + [("step_ms_p50", fmt(percentile(figures.stepMilliseconds, 50), 2)), ("step_ms_p99", fmt(percentile(figures.stepMilliseconds, 99), 2)),
-                                 ("extra_claims", "\(figures.extraClaims)"), ("duplicates", "\(figures.duplicates)"),
+                                 ("extra_claims", "\(figures.extraClaims)"), ("stale_drain_s", fmt(figures.staleDrainSeconds, 3)), ("duplicates", "\(figures.duplicates)"),
                                  ("not_accepted", "\(figures.notAccepted)"), ("armed_late_ms", fmt(figures.armedLateMilliseconds, 0))]
                               + figures.cpu.fields(steps: figures.steps))
             paced = figures
@@ -452,6 +454,8 @@ struct PhaseFigures {
     let enrollSeconds: Double
     /// CPU used from enrollment to completion, by process kind.
     let cpu: CPUUse
+    /// After completion: until the stale jobs of extra claims had left the queue.
+    let staleDrainSeconds: Double
     /// How long after the first due time the enrollments were committed (0 when in time).
     let armedLateMilliseconds: Double
 
@@ -472,6 +476,8 @@ struct PhaseRunner {
     let scratch: String
     let workerPids: [pid_t]
     let redisPid: pid_t
+    let redis: RedisConnection
+    let namespace: String
 
     /// CPU seconds so far of the workers, this process, the private redis-server and the PostgreSQL backends of
     /// this database (when the server runs on this host: backends are read from /proc by their pid).
@@ -548,14 +554,24 @@ struct PhaseRunner {
                          redis: cpuAfter.redis - cpuBefore.redis,
                          postgres: cpuAfter.postgres.isEmpty ? nil
                             : cpuAfter.postgres.reduce(0) { $0 + $1.value - (cpuBefore.postgres[$1.key] ?? 0) })
+        // Stale jobs (extra claims) still queued would delay the next phase: wait until the queue is empty.
+        let drainStarted = monotonicNanoseconds()
+        let drainDeadline = monotonicMilliseconds() + 1_800_000
+        while true {
+            let busy = try JobQueue(namespace: namespace).stats(on: redis).reduce(0) { $0 + $1.depth + $1.inFlight }
+            if busy == 0 { break }
+            if monotonicMilliseconds() > drainDeadline { throw UserError("\(workflow): \(busy) jobs still queued 30 minutes after the last message") }
+            sleepMilliseconds(20)
+        }
+        let staleDrainSeconds = Double(monotonicNanoseconds() - drainStarted) / 1e9
         let extraClaims = max(0, scheduler.dueStepsCount.load(ordering: .relaxed) - baselineClaims - count)
 
         // Claim, start and accepted lateness of step 1 (the due step), and every step's run time.
         var claim: [Double] = []
         claim.reserveCapacity(count)
         for row in try db.query("""
-            SELECT (extract(epoch FROM b.claimed_at - e.started_at) * 1000)::float8
-            FROM bench_claims b JOIN enrollments e ON e.id = b.enrollment_id WHERE e.workflow = $1
+            SELECT (extract(epoch FROM min(b.claimed_at) - min(e.started_at)) * 1000)::float8
+            FROM bench_claims b JOIN enrollments e ON e.id = b.enrollment_id WHERE e.workflow = $1 GROUP BY e.id
             """, [.text(workflow)]).rows {
             if let c = row[0].double { claim.append(c) }
         }
@@ -584,7 +600,7 @@ struct PhaseRunner {
         return PhaseFigures(enrollments: count, steps: Int(counts[0].int ?? 0), messages: probe.acceptedMessages - baselineMessages,
                             seconds: seconds, completedSeconds: completedSeconds, claim: claim, start: start, accepted: accepted,
                             stepMilliseconds: stepMilliseconds, extraClaims: extraClaims, duplicates: probe.duplicates - baselineDuplicates,
-                            notAccepted: Int(counts[1].int ?? 0), enrollSeconds: enrollSeconds, cpu: cpu,
+                            notAccepted: Int(counts[1].int ?? 0), enrollSeconds: enrollSeconds, cpu: cpu, staleDrainSeconds: staleDrainSeconds,
                             armedLateMilliseconds: max(0, Double(committedAt - dueMicros) / 1000))
     }
 }
