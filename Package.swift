@@ -76,11 +76,11 @@ let package = Package(
 
         // ── tests ──
         .target(name: "TestSupport", dependencies: ["NurtureCore", "Redis", "Postgres"],
-                path: "Tests/TestSupport", swiftSettings: swiftSettings),
+                path: "Tests/TestSupport", exclude: ["Fixtures"], swiftSettings: swiftSettings),
         .testTarget(name: "CoreTests", dependencies: ["NurtureCore", "Runtime"], swiftSettings: swiftSettings),
         .testTarget(name: "RedisTests", dependencies: ["Redis", "NurtureCore", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"], swiftSettings: swiftSettings),
-        .testTarget(name: "TransportTests", dependencies: ["Transport", "TestSupport"], exclude: ["Fixtures"],
+        .testTarget(name: "TransportTests", dependencies: ["Transport", "TestSupport"],
                     swiftSettings: swiftSettings),
         .testTarget(name: "StoreTests", dependencies: ["Store", "Postgres", "Runtime", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "JobQueueTests", dependencies: ["JobQueue", "Runtime", "Redis", "NurtureCore", "TestSupport"], swiftSettings: swiftSettings),
@@ -92,7 +92,7 @@ let package = Package(
         .testTarget(name: "SegmentStoreTests", dependencies: ["Domain", "Store", "Postgres", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "ReportTests", dependencies: ["Domain", "Store", "Postgres", "Runtime", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "ChannelsTests", dependencies: ["Channels", "Domain", "Transport", "JobQueue", "Redis", "TestSupport"],
-                    exclude: ["Fixtures"], swiftSettings: swiftSettings),
+                    swiftSettings: swiftSettings),
         .testTarget(name: "WorkflowTests", dependencies: ["Runtime", "Store", "Domain", "Channels", "Redis", "Postgres", "JobQueue", "NurtureCore", "TestSupport"],
                     swiftSettings: swiftSettings),
         .testTarget(name: "ExpressionSQLTests", dependencies: ["Domain", "Store", "Postgres", "TestSupport"], swiftSettings: swiftSettings),

@@ -70,13 +70,14 @@ final class WorkflowHarness: @unchecked Sendable {
     /// Starts (or restarts) the sink on `sinkPort`.
     func startSink() throws {
         FileManager.default.createFile(atPath: sinkLog, contents: nil)
-        let script = NurtureBinary.repositoryRoot + "/Tests/TransportTests/Fixtures/http_sink.py"
-        let python = FileManager.default.isExecutableFile(atPath: "/usr/bin/python3") ? "/usr/bin/python3" : "/usr/bin/env"
-        let arguments = python.hasSuffix("env") ? ["python3", script, String(sinkPort), sinkLog] : [script, String(sinkPort), sinkLog]
-        sink = try ChildProcess(executable: python, arguments: arguments, stdoutPath: scratch + "/sink.out")
+        let script = SinkProcess.fixture("http_sink.py")
+        let python = SinkProcess.python
+        let arguments = python.hasPrefix("/") ? [script, String(sinkPort), sinkLog] : [python, script, String(sinkPort), sinkLog]
+        sink = try ChildProcess(executable: python.hasPrefix("/") ? python : "/usr/bin/env", arguments: arguments,
+                                stdoutPath: scratch + "/sink.out")
         let deadline = monotonicMilliseconds() + 15_000
         while monotonicMilliseconds() < deadline {
-            if Self.canConnect(port: sinkPort) { return }
+            if SinkProcess.canConnect(port: sinkPort) { return }
             usleep(20_000)
         }
         throw HarnessFailure("the HTTP sink did not start on port \(sinkPort)")
@@ -235,19 +236,6 @@ final class WorkflowHarness: @unchecked Sendable {
         redis.close()
         db.close()
         database.drop()
-    }
-
-    static func canConnect(port: Int) -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let r = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        return r == 0
     }
 }
 

@@ -1,31 +1,30 @@
 import Foundation
-import TestSupport
 
-/// A Python sink from `Fixtures/` running on a free loopback port, stopped by `stop()` (or when released).
-final class SinkProcess: @unchecked Sendable {
+/// A Python sink from `Tests/TestSupport/Fixtures/` (http_sink.py, smtp_sink.py) running on a free loopback port, stopped by `stop()` (or when released).
+public final class SinkProcess: @unchecked Sendable {
     // Safety: used by one test at a time; `process` is only touched by init and stop on that test's thread.
-    let port: Int
-    let logPath: String
+    public let port: Int
+    public let logPath: String
     private let errorPath: String
     private let process = Process()
 
     /// Debian's python3 has aiosmtpd (ops/test installs python3-aiosmtpd); a pyenv/venv `python3` first on PATH
     /// may not. `NURTURE_TEST_PYTHON` overrides.
-    static var python: String {
+    public static var python: String {
         if let explicit = ProcessInfo.processInfo.environment["NURTURE_TEST_PYTHON"] { return explicit }
         if FileManager.default.isExecutableFile(atPath: "/usr/bin/python3") { return "/usr/bin/python3" }
         return "python3"
     }
 
-    static func fixture(_ name: String) -> String {
+    public static func fixture(_ name: String) -> String {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/\(name)").path
     }
 
     /// Starts `Fixtures/<script> PORT LOGFILE <arguments>` and waits until the port accepts connections.
     /// `port`: reuse one (to restart a sink where a client expects it); a free one by default.
-    init(script: String, arguments: [String] = [], port requestedPort: Int? = nil) throws {
+    public init(script: String, arguments: [String] = [], port requestedPort: Int? = nil) throws {
         port = requestedPort ?? TestEnvironment.freePort()
-        let base = TestEnvironment.scratchDirectory + "/" + TestEnvironment.uniqueName("channels_sink")
+        let base = TestEnvironment.scratchDirectory + "/" + TestEnvironment.uniqueName("sink")
         logPath = base + ".jsonl"
         errorPath = base + ".stderr"
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
@@ -56,20 +55,20 @@ final class SinkProcess: @unchecked Sendable {
 
     /// SIGKILL, not `terminate()`: a child started from a test thread inherits that thread's signal mask, in
     /// which SIGTERM is blocked. The sink flushes each record as it writes it, so nothing is lost.
-    func stop() {
+    public func stop() {
         guard process.isRunning else { return }
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
     }
 
     /// The JSON lines the sink wrote so far, decoded.
-    func records<Record: Decodable>(_ type: Record.Type) throws -> [Record] {
+    public func records<Record: Decodable>(_ type: Record.Type) throws -> [Record] {
         let text = try String(contentsOfFile: logPath, encoding: .utf8)
         let decoder = JSONDecoder()
         return try text.split(separator: "\n").map { try decoder.decode(Record.self, from: Data($0.utf8)) }
     }
 
-    static func canConnect(port: Int) -> Bool {
+    public static func canConnect(port: Int) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
         var address = sockaddr_in()
@@ -82,33 +81,33 @@ final class SinkProcess: @unchecked Sendable {
         return r == 0
     }
 
-    struct SinkFailed: Error, CustomStringConvertible {
-        let description: String
+    public struct SinkFailed: Error, CustomStringConvertible {
+        public let description: String
     }
 }
 
 /// One request as `http_sink.py` recorded it.
-struct HTTPRecord: Decodable {
-    let method: String
-    let path: String
-    let headers: [[String]]
-    let body_b64: String
-    let client_port: Int
+public struct HTTPRecord: Decodable {
+    public let method: String
+    public let path: String
+    public let headers: [[String]]
+    public let body_b64: String
+    public let client_port: Int
 
-    var body: [UInt8] { Array(Data(base64Encoded: body_b64) ?? Data()) }
+    public var body: [UInt8] { Array(Data(base64Encoded: body_b64) ?? Data()) }
 
-    func header(_ name: String) -> String? {
+    public func header(_ name: String) -> String? {
         headers.first { $0.count == 2 && $0[0].lowercased() == name.lowercased() }?[1]
     }
 }
 
 /// One accepted message as `smtp_sink.py` recorded it.
-struct SMTPRecord: Decodable {
-    let mail_from: String
-    let rcpt_tos: [String]
-    let data_b64: String
-    let peer_port: Int?
-    let login: String?
+public struct SMTPRecord: Decodable {
+    public let mail_from: String
+    public let rcpt_tos: [String]
+    public let data_b64: String
+    public let peer_port: Int?
+    public let login: String?
 
-    var data: [UInt8] { Array(Data(base64Encoded: data_b64) ?? Data()) }
+    public var data: [UInt8] { Array(Data(base64Encoded: data_b64) ?? Data()) }
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""SMTP sink for TransportTests, on aiosmtpd (Debian python3-aiosmtpd).
+"""SMTP sink for tests (TestSupport), on aiosmtpd (Debian python3-aiosmtpd).
 
 usage: smtp_sink.py PORT LOGFILE [--auth USER:PASSWORD] [--reject-rcpt SUBSTRING:CODE]
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""HTTP sink for TransportTests: records every request and answers by path.
+"""HTTP sink for tests (TestSupport): records every request and answers by path.
 
 usage: http_sink.py PORT LOGFILE
 
@@ -11,6 +11,10 @@ Paths:
   /slow/MS     sleeps MS milliseconds, then answers 200 "slow"
   /echo        answers 200 with the request body as the body, the request method as X-Echo-Method and each
                request header as X-Echo-<Name>
+  /retry-after/NNN/SECONDS  answers status NNN with header Retry-After: SECONDS
+  /batch-results  answers 200 {"results": [...]} for a {"messages": [...]} body: "rejected" (error "bad recipient")
+               for ids containing "bad", no entry for ids containing "missing", "accepted" (message_id "m-<id>") otherwise
+  /provider-id answers 200 {"message_id": "prov-1"}
   anything else answers 200 "ok"
 """
 import base64
@@ -60,6 +64,23 @@ class Handler(BaseHTTPRequestHandler):
         elif parts[0] == "slow" and len(parts) > 1:
             time.sleep(int(parts[1]) / 1000.0)
             payload = b"slow"
+        elif parts[0] == "retry-after" and len(parts) > 2:
+            status = int(parts[1])
+            extra.append(("Retry-After", parts[2]))
+            payload = f"status {status}".encode()
+        elif parts[0] == "batch-results":
+            results = []
+            for m in json.loads(body or b"{}").get("messages", []):
+                mid = m.get("id") if isinstance(m, dict) else None
+                if mid is None or "missing" in mid:
+                    continue
+                if "bad" in mid:
+                    results.append({"id": mid, "status": "rejected", "error": "bad recipient"})
+                else:
+                    results.append({"id": mid, "status": "accepted", "message_id": "m-" + mid})
+            payload = json.dumps({"results": results}).encode()
+        elif parts[0] == "provider-id":
+            payload = b'{"message_id": "prov-1"}'
         elif parts[0] == "echo":
             payload = body
             extra.append(("X-Echo-Method", self.command))
