@@ -2,6 +2,7 @@ import Domain
 import Foundation
 import NurtureCore
 import Postgres
+import Store
 
 /// The installation's current scoring models, segments and lifecycle, decoded from `definitions` and compiled once:
 /// what ingestion applies to every batch and the scheduler's scan applies as time passes.
@@ -90,27 +91,14 @@ public struct BehaviourRules: Sendable {
     /// Loads the current (not deleted) scoring, segment and lifecycle definitions, and the `when:` triggers of workflows
     /// (as hidden segments).
     public static func load(on db: PostgresConnection) throws -> BehaviourRules {
-        let rows = try db.query("""
-            SELECT d.spec::text, d.source FROM definition_heads h
-            JOIN definitions d ON d.kind = h.kind AND d.name = h.name AND d.version = h.version
-            WHERE h.kind IN ('scoring', 'segment', 'lifecycle', 'workflow') AND h.deleted_at IS NULL
-            ORDER BY h.kind, h.name
-            """).rows
-        var definitions: [Definition] = []
-        for row in rows {
-            guard let text = row[0].string, let spec = try? Value(jsonText: text),
-                  let definition = DefinitionLoader.decode(spec: spec, source: row[1].string ?? "stored") else { continue }
-            definitions.append(definition)
-        }
-        return BehaviourRules(definitions: definitions)
+        BehaviourRules(definitions: try DefinitionStore().list(kinds: kinds, on: db).compactMap(\.decoded))
     }
+
+    private static let kinds = ["scoring", "segment", "lifecycle", "workflow"]
 
     /// A cheap fingerprint query: changes whenever a scoring, segment or lifecycle head changes.
     public static func headsVersion(on db: PostgresConnection) throws -> String {
-        try db.query("""
-            SELECT COALESCE(string_agg(kind || '/' || name || '@' || version || CASE WHEN deleted_at IS NULL THEN '' ELSE '-' END, ',' ORDER BY kind, name), '')
-            FROM definition_heads WHERE kind IN ('scoring', 'segment', 'lifecycle', 'workflow')
-            """).rows.first?[0].string ?? ""
+        try DefinitionStore().headsFingerprint(kinds: kinds, on: db)
     }
 }
 
@@ -141,4 +129,12 @@ final class BehaviourRulesCache {
 
     /// Forget what was loaded (the next `current` reloads).
     func invalidate() { heads = nil }
+}
+
+extension StoredDefinition {
+    /// The typed definition of this stored spec (nil if it no longer decodes).
+    var decoded: Definition? {
+        guard let spec = try? Value(jsonText: specJSON) else { return nil }
+        return DefinitionLoader.decode(spec: spec, source: source)
+    }
 }

@@ -22,13 +22,6 @@ public struct DateTriggers: Sendable {
             let last = try db.query("SELECT scanned_at FROM behaviour_scan_state WHERE subject = $1", [.text(subject)]).rows.first?[0].date
             let since = min(last ?? now, now).addingTimeInterval(-86_400)
             let reentry = WorkflowTriggers.reentry(w)
-            let (kind, seconds): (String, Double) = {
-                switch reentry {
-                case .never: return ("never", 0)
-                case .always: return ("always", 0)
-                case .after(let s): return ("after", s)
-                }
-            }()
             let rows = try db.query("""
                 WITH zones AS (SELECT name FROM pg_timezone_names),
                 candidates AS (
@@ -57,7 +50,7 @@ public struct DateTriggers: Sendable {
                 ON CONFLICT DO NOTHING
                 """, [.text(attribute), .int(Int64(at.hour)), .int(Int64(at.minute)), .timestamp(now), .timestamp(since),
                       .text(catalog.settings?.timezone ?? "UTC"), .text(w.name), .int(Int64(w.version)),
-                      .text(w.program.start?.description ?? ""), .text(kind), .double(seconds)])
+                      .text(w.program.start?.description ?? ""), .text(reentry.sqlKind), .double(reentry.seconds ?? 0)])
             made += rows.affectedRows
             try db.execute("""
                 INSERT INTO behaviour_scan_state (subject, fingerprint, scanned_at) VALUES ($1, '', $2)

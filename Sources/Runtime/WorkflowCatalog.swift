@@ -114,37 +114,26 @@ public struct WorkflowCatalog: Sendable {
 
     /// Loads the current (not deleted) workflow, template, provider and settings definitions.
     public static func load(on db: PostgresConnection) throws -> WorkflowCatalog {
-        let rows = try db.query("""
-            SELECT d.spec::text, d.source, d.version, h.paused, h.kind FROM definition_heads h
-            JOIN definitions d ON d.kind = h.kind AND d.name = h.name AND d.version = h.version
-            WHERE h.kind IN ('workflow', 'template', 'provider', 'settings') AND h.deleted_at IS NULL
-            ORDER BY h.kind, h.name
-            """).rows
         var definitions: [(Definition, Int)] = []
         var paused = Set<String>()
-        for row in rows {
-            guard let text = row[0].string, let spec = try? Value(jsonText: text),
-                  let definition = DefinitionLoader.decode(spec: spec, source: row[1].string ?? "stored") else { continue }
-            definitions.append((definition, Int(row[2].int ?? 1)))
-            if row[3].bool == true && row[4].string == "workflow" { paused.insert(definition.name) }
+        for stored in try DefinitionStore().list(kinds: kinds, on: db) {
+            guard let definition = stored.decoded else { continue }
+            definitions.append((definition, stored.version))
+            if stored.paused && stored.kind == "workflow" { paused.insert(definition.name) }
         }
         return WorkflowCatalog(definitions: definitions, paused: paused)
     }
 
+    private static let kinds = ["workflow", "template", "provider", "settings"]
+
     /// Changes whenever a workflow, template, provider or settings head changes (or is paused/resumed).
     public static func headsVersion(on db: PostgresConnection) throws -> String {
-        try db.query("""
-            SELECT COALESCE(string_agg(kind || '/' || name || '@' || version || CASE WHEN paused THEN 'p' ELSE '' END
-                                       || CASE WHEN deleted_at IS NULL THEN '' ELSE '-' END, ',' ORDER BY kind, name), '')
-            FROM definition_heads WHERE kind IN ('workflow', 'template', 'provider', 'settings')
-            """).rows.first?[0].string ?? ""
+        try DefinitionStore().headsFingerprint(kinds: kinds, on: db)
     }
 
     /// One stored version of a workflow (enrollments finish on the version they started on).
     public static func loadVersion(_ name: String, version: Int, on db: PostgresConnection) throws -> LoadedWorkflow? {
-        guard let stored = try DefinitionStore().version(kind: "workflow", name: name, version: version, on: db),
-              let spec = try? Value(jsonText: stored.specJSON),
-              let definition = DefinitionLoader.decode(spec: spec, source: stored.source),
+        guard let definition = try DefinitionStore().version(kind: "workflow", name: name, version: version, on: db)?.decoded,
               case .workflow(let w) = definition.body else { return nil }
         return LoadedWorkflow(name: name, version: version, definition: w)
     }

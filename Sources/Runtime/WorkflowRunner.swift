@@ -236,10 +236,9 @@ public final class WorkflowRunner: Sendable {
                                         category: template.category.rawValue, template: template.name, templateVersion: templateVersion,
                                         provider: provider.name, sourceKind: "workflow", sourceName: w.name, step: number,
                                         enrollmentId: e.id, broadcastId: nil)
-            // One sender per contact at a time: caps count what the others already sent.
-            _ = try db.query("SELECT 1 FROM contacts WHERE id = $1 FOR UPDATE", [.int(e.contactId)])
+            // One sender per contact at a time (the block check locks the contact row): caps count what the others sent.
             if let reason = try deliveries.blockReason(contactId: e.contactId, channel: template.channel.rawValue,
-                                                       category: template.category.rawValue, address: address, on: db) {
+                                                       category: template.category.rawValue, address: address, lockContact: true, on: db) {
                 try deliveries.record(intent, status: "suppressed", reason: reason, now: now, on: db)
                 return try proceed(to: w.program.next(after: path), outcome: "suppressed", detail: reason)
             }

@@ -132,6 +132,21 @@ public struct DefinitionStore: Sendable {
         return result.rows.map(Self.decode)
     }
 
+    /// The current version of every live definition of these kinds, ordered by kind and name.
+    public func list(kinds: [String], on db: PostgresConnection) throws -> [StoredDefinition] {
+        try db.query(Self.selectHeads + " WHERE h.deleted_at IS NULL AND h.kind = ANY($1::text[]) ORDER BY h.kind, h.name",
+                     [.textArray(kinds.map { Optional($0) })]).rows.map(Self.decode)
+    }
+
+    /// A cheap fingerprint of the heads of these kinds: changes whenever one is applied, paused, resumed or deleted.
+    public func headsFingerprint(kinds: [String], on db: PostgresConnection) throws -> String {
+        try db.query("""
+            SELECT COALESCE(string_agg(kind || '/' || name || '@' || version || CASE WHEN paused THEN 'p' ELSE '' END
+                                       || CASE WHEN deleted_at IS NULL THEN '' ELSE '-' END, ',' ORDER BY kind, name), '')
+            FROM definition_heads WHERE kind = ANY($1::text[])
+            """, [.textArray(kinds.map { Optional($0) })]).rows.first?[0].string ?? ""
+    }
+
     /// The current version of one definition (nil if never applied or deleted).
     public func current(kind: String, name: String, on db: PostgresConnection) throws -> StoredDefinition? {
         try db.query(Self.selectHeads + " WHERE h.kind = $1 AND h.name = $2 AND h.deleted_at IS NULL",

@@ -54,16 +54,7 @@ public struct DeliveryStore: Sendable {
     /// still pending and nobody holds it. Call inside a transaction; the lock is a column, so it outlives it.
     public func open(_ intent: DeliveryIntent, now: Date, lockSeconds: Double, on db: PostgresConnection) throws -> OpenedDelivery {
         let results = try db.pipeline([
-            ("""
-             INSERT INTO deliveries (id, dedupe_key, contact_id, channel, category, template, template_version, provider, source_kind,
-                                     source_name, step, enrollment_id, broadcast_id, status, created_at, updated_at)
-             VALUES (gen_random_uuid(), $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'pending', $13, $13)
-             ON CONFLICT (dedupe_key) DO NOTHING
-             """,
-             [.text(intent.dedupeKey), .int(intent.contactId), .text(intent.channel), .text(intent.category), .text(intent.template),
-              intent.templateVersion.map { .int(Int64($0)) } ?? .null, intent.provider.map { .text($0) } ?? .null, .text(intent.sourceKind),
-              intent.sourceName.map { .text($0) } ?? .null, intent.step.map { .int(Int64($0)) } ?? .null,
-              intent.enrollmentId.map { .int($0) } ?? .null, intent.broadcastId.map { .int($0) } ?? .null, .timestamp(now)]),
+            Self.insert(intent, status: "pending", reason: nil, now: now),
             ("""
              WITH locked AS (
                  UPDATE deliveries SET locked_until = clock_timestamp() + make_interval(secs => $2), attempts = attempts + 1
@@ -81,16 +72,23 @@ public struct DeliveryStore: Sendable {
 
     /// Records a delivery that was decided without a provider call (`suppressed`, `skipped`), unless it exists.
     public func record(_ intent: DeliveryIntent, status: String, reason: String, now: Date, on db: PostgresConnection) throws {
-        try db.execute("""
-            INSERT INTO deliveries (id, dedupe_key, contact_id, channel, category, template, template_version, provider, source_kind,
-                                    source_name, step, enrollment_id, broadcast_id, status, last_error, created_at, updated_at)
-            VALUES (gen_random_uuid(), $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15)
-            ON CONFLICT (dedupe_key) DO NOTHING
-            """, [.text(intent.dedupeKey), .int(intent.contactId), .text(intent.channel), .text(intent.category), .text(intent.template),
-                  intent.templateVersion.map { .int(Int64($0)) } ?? .null, intent.provider.map { .text($0) } ?? .null, .text(intent.sourceKind),
-                  intent.sourceName.map { .text($0) } ?? .null, intent.step.map { .int(Int64($0)) } ?? .null,
-                  intent.enrollmentId.map { .int($0) } ?? .null, intent.broadcastId.map { .int($0) } ?? .null,
-                  .text(status), .text(reason), .timestamp(now)])
+        let (sql, parameters) = Self.insert(intent, status: status, reason: reason, now: now)
+        try db.execute(sql, parameters)
+    }
+
+    /// The delivery row of `intent` with `status` (and `last_error`), unless its dedupe key exists.
+    private static func insert(_ intent: DeliveryIntent, status: String, reason: String?, now: Date) -> (String, [PostgresValue]) {
+        ("""
+         INSERT INTO deliveries (id, dedupe_key, contact_id, channel, category, template, template_version, provider, source_kind,
+                                 source_name, step, enrollment_id, broadcast_id, status, last_error, created_at, updated_at)
+         VALUES (gen_random_uuid(), $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15)
+         ON CONFLICT (dedupe_key) DO NOTHING
+         """,
+         [.text(intent.dedupeKey), .int(intent.contactId), .text(intent.channel), .text(intent.category), .text(intent.template),
+          intent.templateVersion.map { .int(Int64($0)) } ?? .null, intent.provider.map { .text($0) } ?? .null, .text(intent.sourceKind),
+          intent.sourceName.map { .text($0) } ?? .null, intent.step.map { .int(Int64($0)) } ?? .null,
+          intent.enrollmentId.map { .int($0) } ?? .null, intent.broadcastId.map { .int($0) } ?? .null,
+          .text(status), reason.map { .text($0) } ?? .null, .timestamp(now)])
     }
 
     /// Settles a delivery after the provider answered: `accepted`, `rejected` or `failed` (gave up), or back to
@@ -106,13 +104,16 @@ public struct DeliveryStore: Sendable {
     /// Why a contact must not get a message on `channel` in `category` now, or nil when it may: erased or merged
     /// contacts; an address on the suppression list; for marketing, a global unsubscribe or a withdrawn consent
     /// (the latest consent row for the category and channel, or for the category on every channel, `*`).
-    public func blockReason(contactId: Int64, channel: String, category: String, address: String?, on db: PostgresConnection) throws -> String? {
+    /// `lockContact`: the contact row is locked (`FOR UPDATE`) for the rest of the transaction, so that two senders
+    /// deciding frequency caps for the same contact take turns.
+    public func blockReason(contactId: Int64, channel: String, category: String, address: String?, lockContact: Bool = false,
+                            on db: PostgresConnection) throws -> String? {
         guard let row = try db.query("""
             SELECT c.erased_at IS NOT NULL, c.merged_into IS NOT NULL, c.unsubscribed_at IS NOT NULL,
                    EXISTS (SELECT 1 FROM suppressions s WHERE s.channel = $2 AND s.address = lower($4)),
                    (SELECT k.granted FROM consents k WHERE k.contact_id = c.id AND k.category = $3 AND k.channel IN ($2, '*')
                     ORDER BY k.at DESC, k.id DESC LIMIT 1)
-            FROM contacts c WHERE c.id = $1
+            FROM contacts c WHERE c.id = $1\(lockContact ? " FOR UPDATE OF c" : "")
             """, [.int(contactId), .text(channel), .text(category), address.map { .text($0) } ?? .null]).rows.first else {
             return "contact \(contactId) does not exist"
         }

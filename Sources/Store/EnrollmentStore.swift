@@ -6,6 +6,16 @@ public struct NewEnrollment: Sendable, Hashable {
     public enum Reentry: Sendable, Hashable {
         case never, always
         case after(seconds: Double)
+
+        /// How the SQL re-entry check reads it: `never` / `always` / `after`, and the seconds of `after`.
+        public var sqlKind: String {
+            switch self {
+            case .never: return "never"
+            case .always: return "always"
+            case .after: return "after"
+            }
+        }
+        public var seconds: Double? { if case .after(let s) = self { return s }; return nil }
     }
     public var workflow: String
     public var version: Int
@@ -73,11 +83,8 @@ public struct EnrollmentStore: Sendable {
         for r in rows {
             workflows.append(r.workflow); versions.append(Int64(r.version)); contacts.append(r.contactId)
             paths.append(r.stepPath); triggers.append(r.triggerJSON); keys.append(r.triggerKey); exits.append(r.exitReason)
-            switch r.reentry {
-            case .never: kinds.append("never"); seconds.append(nil)
-            case .always: kinds.append("always"); seconds.append(nil)
-            case .after(let s): kinds.append("after"); seconds.append(String(s))
-            }
+            kinds.append(r.reentry.sqlKind)
+            seconds.append(r.reentry.seconds.map { String($0) })
         }
         let result = try db.query("""
             WITH ins AS (
@@ -113,13 +120,6 @@ public struct EnrollmentStore: Sendable {
 
     /// Enrolls every member of `segment` (an event trigger's `audience:`), set-based; returns how many.
     public func enrollAudience(segment: String, template: NewEnrollment, now: Date, on db: PostgresConnection) throws -> Int {
-        let (kind, seconds): (String, Double?) = {
-            switch template.reentry {
-            case .never: return ("never", nil)
-            case .always: return ("always", nil)
-            case .after(let s): return ("after", s)
-            }
-        }()
         return try db.query("""
             INSERT INTO enrollments (workflow, workflow_version, contact_id, state, step_path, step_seq, due_at, trigger, trigger_key, started_at)
             SELECT $1, $2, m.contact_id, 'active', $3, 0, $9, $6::jsonb, $7, $9
@@ -129,8 +129,8 @@ public struct EnrollmentStore: Sendable {
                   AND (e.state = 'active' OR $4 = 'never' OR ($4 = 'after' AND e.started_at > $9::timestamptz - make_interval(secs => $5))))
             ORDER BY m.contact_id
             ON CONFLICT DO NOTHING
-            """, [.text(template.workflow), .int(Int64(template.version)), .text(template.stepPath ?? ""), .text(kind),
-                  seconds.map { .double($0) } ?? .double(0), .text(template.triggerJSON), template.triggerKey.map { .text($0) } ?? .null,
+            """, [.text(template.workflow), .int(Int64(template.version)), .text(template.stepPath ?? ""), .text(template.reentry.sqlKind),
+                  .double(template.reentry.seconds ?? 0), .text(template.triggerJSON), template.triggerKey.map { .text($0) } ?? .null,
                   .text(segment), .timestamp(now)]).affectedRows
     }
 

@@ -104,15 +104,4 @@ extension WorkflowHarness {
                      sourceLocation: sourceLocation)
         throw HarnessFailure(note)
     }
-
-    func deliveryNames(_ ids: [String]) throws -> [String: String] {
-        var names: [String: String] = [:]
-        for row in try db.query("""
-            SELECT d.id::text, COALESCE(c.external_id, c.id::text) || ' ' || d.template FROM deliveries d
-            LEFT JOIN contacts c ON c.id = d.contact_id WHERE d.id::text = ANY($1::text[])
-            """, [.textArray(ids.map { Optional($0) })]).rows {
-            names[row[0].string ?? ""] = row[1].string ?? ""
-        }
-        return names
-    }
 }

@@ -184,7 +184,12 @@ final class WorkflowHarness: @unchecked Sendable {
     /// What reached the sink as `userId template` lines (sorted), via the deliveries table.
     func received() throws -> [String] {
         let messages = try sunk()
-        let ids = Array(Set(messages.map(\.deliveryId)))
+        let names = try deliveryNames(Array(Set(messages.map(\.deliveryId))))
+        return messages.map { names[$0.deliveryId] ?? "unknown delivery \($0.deliveryId) at \($0.path)" }.sorted()
+    }
+
+    /// Delivery id → `userId template`.
+    func deliveryNames(_ ids: [String]) throws -> [String: String] {
         var names: [String: String] = [:]
         for row in try db.query("""
             SELECT d.id::text, COALESCE(c.external_id, c.id::text) || ' ' || d.template FROM deliveries d
@@ -192,7 +197,7 @@ final class WorkflowHarness: @unchecked Sendable {
             """, [.textArray(ids.map { Optional($0) })]).rows {
             names[row[0].string ?? ""] = row[1].string ?? ""
         }
-        return messages.map { names[$0.deliveryId] ?? "unknown delivery \($0.deliveryId) at \($0.path)" }.sorted()
+        return names
     }
 
     /// Waits until `received()` equals `expected` (sorted) and stays so for `settle` seconds.
