@@ -333,7 +333,7 @@ public final class IngestEngine: Sendable {
         if !changes.enrollments.isEmpty {
             do {
                 let redis = try redisConnection(&c)
-                _ = try JobQueue(namespace: options.namespace).enqueue(changes.enrollments.map { WorkflowStepJob(enrollment: $0, seq: 0, atMilliseconds: Int64(now.timeIntervalSince1970 * 1000)).newJob() }, on: redis)
+                _ = try JobQueue(namespace: options.namespace).enqueue(WorkflowStepJob.jobs(changes.enrollments.map { .init(enrollment: $0, seq: 0) }, atMilliseconds: Int64(now.timeIntervalSince1970 * 1000)), on: redis)
             } catch {
                 logger.warning("could not enqueue first workflow steps; the scheduler will", metadata: ["error": "\(error)", "enrollments": "\(changes.enrollments.count)"])
             }

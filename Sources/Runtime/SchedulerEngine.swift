@@ -24,7 +24,8 @@ public struct SchedulerOptions: Sendable {
     /// Due workflow steps claimed per round trip, and the pause between polls when fewer were due.
     public var dueBatch: Int = 2_000
     public var duePollMilliseconds: Int64 = 200
-    /// No due steps are claimed while the step queue holds this many jobs (waiting + in flight).
+    /// No due steps are claimed while the step queue holds jobs for this many enrollments (waiting + in flight;
+    /// counted as jobs × `WorkflowStepJob.batchSize`).
     public var maxStepBacklog: Int = 4_000
 
     public init() {}
@@ -218,7 +219,7 @@ public final class SchedulerEngine: Sendable {
                 // Backpressure: while the step queue already holds a backlog, claim nothing. Claiming more would
                 // only let the leases of queued jobs run out and enqueue the same enrollments again.
                 let backlog = try redis!.execute(RedisCommand("XLEN", .string(queue.keys.stream(WorkflowStepJob.queue)))).int ?? 0
-                if backlog >= Int64(options.maxStepBacklog) {
+                if backlog * Int64(WorkflowStepJob.batchSize) >= Int64(options.maxStepBacklog) {
                     sleepMilliseconds(options.duePollMilliseconds)
                     continue
                 }
@@ -227,7 +228,7 @@ public final class SchedulerEngine: Sendable {
                                              leaseSeconds: WorkflowStepJob.leaseSeconds, on: db!)
                 claimed = due.count
                 if !due.isEmpty {
-                    _ = try queue.enqueue(due.map { WorkflowStepJob(enrollment: $0.id, seq: $0.stepSeq, atMilliseconds: at).newJob() }, on: redis!)
+                    _ = try queue.enqueue(WorkflowStepJob.jobs(due.map { .init(enrollment: $0.id, seq: $0.stepSeq) }, atMilliseconds: at), on: redis!)
                     dueStepsCount.add(due.count, ordering: .relaxed)
                 }
             } catch {

@@ -9,31 +9,40 @@ import Redis
 import Store
 import Synchronization
 
-/// Runs `workflow.step` jobs: an enrollment's steps from its current one until a `wait`, a deferral or the end.
+/// Runs `workflow.step` jobs: each carries a batch of enrollments, and runs their steps from their current one
+/// until a `wait`, a deferral or the end, a round at a time, set-based.
 ///
-/// Each step is decided in a transaction that locks the enrollment row (`FOR UPDATE`) and checks the job's step
-/// sequence (a stale job does nothing), then `exit_when` (before every step). Actions (`tag`, `set`, `score`, `if`)
-/// commit with the move to the next step. A `send`:
-/// 1. checks quiet hours (in the contact's time zone; the step waits until the window ends), suppression, consent,
-///    unsubscribe and erasure (at send time, whatever was enqueued before), the address, and frequency caps
-///    (marketing messages per channel across all workflows and broadcasts; the contact row is locked meanwhile);
-/// 2. writes the delivery row (`dedupe_key` = `wf:<enrollment>:<seq>`, so the same message always has the same
-///    delivery id) and takes its send lock, and commits;
-/// 3. renders and calls the provider (outside any transaction), then records the outcome and moves on. A retryable
-///    failure keeps the step and sets it due again after a backoff (durably: the scheduler re-enqueues it even if
-///    Redis lost the job); a delivery recorded as accepted is never sent again.
+/// A round decides the current step of every enrollment of the batch in one transaction: the enrollments are
+/// locked (`FOR UPDATE`, id order) and stale entries (a step sequence that already ran) dropped; contacts load in
+/// one query; `exit_when` is checked before every step. Actions (`tag`, `set`, `score`, `if`) commit with the moves
+/// to the next step. Sends:
+/// 1. quiet hours (in the contact's time zone; the step waits until the window ends), then for the whole batch at
+///    once: suppression, consent, unsubscribe and erasure (at send time, whatever was enqueued before; the contacts'
+///    rows are locked meanwhile, so two senders deciding caps for one contact take turns), the address, frequency
+///    caps (marketing messages per channel across all workflows and broadcasts, counting the batch's own);
+/// 2. the delivery rows (`dedupe_key` = `wf:<enrollment>:<seq>`, so a message always has the same delivery id) are
+///    written and their send locks taken, and the round commits;
+/// 3. messages are rendered and handed to their providers (batching providers get batches), outside any
+///    transaction; then one transaction settles the deliveries and moves the enrollments on. A retryable failure
+///    keeps the step and sets it due again after a backoff (durably: the scheduler re-enqueues it even if Redis lost
+///    the job); a delivery recorded as accepted is never sent again.
 public final class WorkflowRunner: Sendable {
     /// A send still failing after this many attempts is recorded as failed and the workflow moves on.
     public static let maxSendAttempts = 40
     /// The send lock on a delivery: longer than any provider call (10 s timeout); a killed worker's lock expires after this.
     static let sendLockSeconds = 30.0
+    /// Providers are not called for a batch's remaining messages once this long has passed since their send locks
+    /// were taken (they go back to be sent by a later job), so no call starts near the lock's end.
+    static let sendWindowSeconds = 15.0
+    /// How often, at most, a batch records what its providers took while it is still sending.
+    static let interimSettleMilliseconds: Int64 = 20
 
-    private let catalogs: WorkflowCatalogCache
-    private let config: NurtureConfig
+    let catalogs: WorkflowCatalogCache
+    let config: NurtureConfig
     private let links = Mutex<SignedLinks?>(nil)
-    private let limiter: RateLimiter
-    private let enrollments = EnrollmentStore()
-    private let deliveries = DeliveryStore()
+    let limiter: RateLimiter
+    let enrollments = EnrollmentStore()
+    let deliveries = DeliveryStore()
 
     public init(config: NurtureConfig, catalogs: WorkflowCatalogCache = WorkflowCatalogCache()) {
         self.config = config
@@ -45,7 +54,7 @@ public final class WorkflowRunner: Sendable {
     public func register(into registry: inout JobHandlerRegistry) {
         registry.register(WorkflowStepJob.kind) { [self] context in
             guard let job = WorkflowStepJob(payload: context.job.payload) else {
-                throw JobFailure.permanent("workflow.step needs {\"enrollment\": ID, \"seq\": N}")
+                throw JobFailure.permanent("workflow.step needs {\"steps\": [[ENROLLMENT, SEQ], ...]}")
             }
             try run(job, context: context)
         }
@@ -53,49 +62,77 @@ public final class WorkflowRunner: Sendable {
 
     // MARK: - the loop
 
-    enum Decision {
-        case stop
-        case next(seq: Int)
-        case send(SendPlan)
-    }
-
-    struct SendPlan {
+    /// A send step that passed quiet hours, waiting for the batch's send-time checks.
+    struct SendCandidate {
         let enrollment: EnrollmentRow
         let workflow: LoadedWorkflow
         let path: StepPath
         let number: Int
         let template: TemplateDefinition
         let provider: ProviderDefinition
-        let delivery: OpenedDelivery
         let intent: DeliveryIntent
         let contact: Value
         let address: String?
         let contactKey: String
     }
 
+    /// A send the round decided on: the delivery row exists and this job holds its send lock.
+    @dynamicMemberLookup
+    struct SendPlan {
+        let candidate: SendCandidate
+        let delivery: OpenedDelivery
+
+        subscript<T>(dynamicMember path: KeyPath<SendCandidate, T>) -> T { candidate[keyPath: path] }
+    }
+
+    /// What one round wrote and what comes next.
+    struct Round {
+        var moves: [EnrollmentMove] = []
+        var logs: [EnrollmentStepLog] = []
+        /// Enrollments whose next step runs now, in this job.
+        var continuing: [WorkflowStepJob.Step] = []
+        var sends: [SendPlan] = []
+
+        /// Moves on from the step at `e.stepSeq` (completing the enrollment at the end), logging `outcome`.
+        mutating func proceed(_ e: EnrollmentRow, number: Int, to next: StepPath?, outcome: String, detail: String? = nil, dueAt: Date? = nil,
+                              now: Date) {
+            logs.append(EnrollmentStepLog(e, step: number, outcome: outcome, detail: detail))
+            if let next {
+                moves.append(.advance(e.id, toSeq: e.stepSeq + 1, path: next.description, dueAt: dueAt ?? now))
+                if dueAt == nil { continuing.append(.init(enrollment: e.id, seq: e.stepSeq + 1)) }
+            } else {
+                moves.append(.complete(e.id, seq: e.stepSeq + 1))
+            }
+        }
+    }
+
     func run(_ job: WorkflowStepJob, context: JobContext) throws {
         let db = try context.database()
         try refreshClockIfStale(context.clock, on: db)
         let floor = job.atMilliseconds.map { Date(timeIntervalSince1970: Double($0) / 1000) } ?? .distantPast
-        func businessNow() -> Date { max(context.clock.now(), floor) }
-        var seq = job.seq
-        for _ in 0..<100 {
+        let businessNow: () -> Date = { max(context.clock.now(), floor) }
+        var steps = job.steps
+        for _ in 0..<100 where !steps.isEmpty {
             let now = businessNow()
             let catalog = try catalogs.current(on: db)
             let rules = try SlotCaches.current.rules.current(on: db)
-            let decision = try db.transaction { db in
-                try decide(enrollment: job.enrollment, seq: seq, catalog: catalog, rules: rules, now: now, on: db)
+            let round = try db.transaction { db in
+                try decide(steps, catalog: catalog, rules: rules, now: now, on: db)
             }
-            switch decision {
-            case .stop: return
-            case .next(let s): seq = s
-            case .send(let plan):
-                guard let s = try send(plan, catalog: catalog, context: context, now: businessNow, on: db) else { return }
-                seq = s
+            steps = round.continuing
+            if !round.sends.isEmpty {
+                steps += try send(round.sends, catalog: catalog, context: context, now: businessNow, on: db)
             }
         }
+        if steps.isEmpty { return }
         // A very long run of instant steps: leave the rest to the scheduler (it is due now).
-        try enrollments.postpone(job.enrollment, until: businessNow(), countAttempt: false, on: db)
+        let now = businessNow()
+        try db.transaction { db in
+            let current = try enrollments.lock(steps.map(\.enrollment), on: db)
+            let wanted = Dictionary(steps.map { ($0.enrollment, $0.seq) }, uniquingKeysWith: { a, _ in a })
+            let moves = current.filter { wanted[$0.id] == $0.stepSeq }.map { EnrollmentMove.postpone($0.id, until: now, countAttempt: false) }
+            try enrollments.apply(moves: moves, logs: [], now: now, on: db)
+        }
     }
 
     private let clockRefreshedAt = Atomic<Int64>(0)
@@ -109,80 +146,88 @@ public final class WorkflowRunner: Sendable {
         try clock.refresh(from: db)
     }
 
-    private func decide(enrollment id: Int64, seq: Int, catalog: WorkflowCatalog, rules: BehaviourRules, now: Date,
-                        on db: PostgresConnection) throws -> Decision {
-        guard let e = try enrollments.lock(id, on: db), e.state == "active", e.stepSeq == seq else { return .stop }
+    /// One round: the current step of each enrollment still at the job's step sequence.
+    private func decide(_ steps: [WorkflowStepJob.Step], catalog: WorkflowCatalog, rules: BehaviourRules, now: Date,
+                        on db: PostgresConnection) throws -> Round {
+        let wanted = Dictionary(steps.map { ($0.enrollment, $0.seq) }, uniquingKeysWith: { a, _ in a })
+        let rows = try enrollments.lock(steps.map(\.enrollment), on: db).filter { $0.state == "active" && wanted[$0.id] == $0.stepSeq }
+        var round = Round()
+        if rows.isEmpty { return round }
+        let contacts = Array(Set(rows.map(\.contactId)))
+        let views = try ContactView.load(contacts, now: now, compilerOptions: rules.compilerOptions, on: db)
+        let history = TransactionHistory(db: db, contacts: contacts)
+        var candidates: [SendCandidate] = []
+        for e in rows {
+            if let candidate = try decideStep(e, view: views[e.contactId], history: history, catalog: catalog, rules: rules,
+                                              now: now, round: &round, on: db) {
+                candidates.append(candidate)
+            }
+        }
+        try history.check()
+        try checkSends(candidates, catalog: catalog, now: now, round: &round, on: db)
+        try enrollments.apply(moves: round.moves, logs: round.logs, now: now, on: db)
+        return round
+    }
+
+    /// Decides one enrollment's current step: records what it did in `round`, or returns the send to check.
+    private func decideStep(_ e: EnrollmentRow, view: ContactView?, history: TransactionHistory, catalog: WorkflowCatalog,
+                            rules: BehaviourRules, now: Date, round: inout Round, on db: PostgresConnection) throws -> SendCandidate? {
         guard let w = try catalogs.workflow(e.workflow, version: e.version, on: db) else {
-            try enrollments.finish(e.id, state: "failed", reason: "workflow \(e.workflow) v\(e.version) is not stored", now: now, on: db)
-            return .stop
+            round.moves.append(.finish(e.id, state: "failed", reason: "workflow \(e.workflow) v\(e.version) is not stored"))
+            return nil
         }
         if catalog.paused.contains(w.name) {
             // Paused: stays on this step; the scheduler skips paused workflows until they are resumed.
-            try enrollments.postpone(e.id, until: e.dueAt ?? now, countAttempt: false, on: db)
-            return .stop
+            round.moves.append(.postpone(e.id, until: e.dueAt ?? now, countAttempt: false))
+            return nil
         }
         guard let path = StepPath(e.stepPath), let step = w.program.step(at: path) else {
-            try enrollments.advance(e.id, toSeq: e.stepSeq + 1, path: nil, dueAt: nil, now: now, on: db)
-            return .stop
+            round.moves.append(.complete(e.id, seq: e.stepSeq + 1))
+            return nil
         }
         let number = w.number(of: path)
-        guard let view = try ContactView.load([e.contactId], now: now, compilerOptions: rules.compilerOptions, on: db)[e.contactId] else {
-            try enrollments.finish(e.id, state: "exited", reason: "contact erased or merged", now: now, on: db)
-            try enrollments.log(e, step: number, outcome: "exited", detail: "contact erased or merged", at: now, on: db)
-            return .stop
+        guard let view else {
+            round.moves.append(.finish(e.id, state: "exited", reason: "contact erased or merged"))
+            round.logs.append(EnrollmentStepLog(e, step: number, outcome: "exited", detail: "contact erased or merged"))
+            return nil
         }
-        let history = TransactionHistory(db: db, contacts: [e.contactId])
         let evaluation = EvaluationContext(contact: view.value, event: nil, now: now, history: history.forContact(e.contactId))
-        if let exitWhen = w.definition.exitWhen {
-            let exits = exitWhen.matches(in: evaluation)
-            try history.check()
-            if exits {
-                try enrollments.exit([e.id], reason: "exit_when before step \(number)", now: now, on: db)
-                return .stop
-            }
-        }
-
-        /// Moves on from this step (completing the enrollment at the end) and continues in this job.
-        func proceed(to next: StepPath?, outcome: String, detail: String? = nil) throws -> Decision {
-            try enrollments.log(e, step: number, outcome: outcome, detail: detail, at: now, on: db)
-            try enrollments.advance(e.id, toSeq: e.stepSeq + 1, path: next?.description, dueAt: nil, now: now, on: db)
-            return next == nil ? .stop : .next(seq: e.stepSeq + 1)
+        if let exitWhen = w.definition.exitWhen, exitWhen.matches(in: evaluation) {
+            let reason = "exit_when before step \(number)"
+            round.moves.append(.finish(e.id, state: "exited", reason: reason))
+            round.logs.append(EnrollmentStepLog(e, step: 0, outcome: "exited", detail: reason))
+            return nil
         }
 
         switch step {
         case .wait(let seconds):
-            let next = w.program.next(after: path)
-            try enrollments.log(e, step: number, outcome: "done", detail: nil, at: now, on: db)
-            try enrollments.advance(e.id, toSeq: e.stepSeq + 1, path: next?.description, dueAt: now.addingTimeInterval(seconds), now: now, on: db)
             // The wait ends when the next step is due (or the enrollment completes if the wait was last).
-            if next == nil { return .stop }
-            return .stop
+            round.proceed(e, number: number, to: w.program.next(after: path), outcome: "done", dueAt: now.addingTimeInterval(seconds), now: now)
 
         case .branch(let condition, _, _):
             let holds = condition.matches(in: evaluation)
-            try history.check()
-            return try proceed(to: w.program.enter(holds ? .then : .else, of: path), outcome: "done", detail: holds ? "then" : "else")
+            round.proceed(e, number: number, to: w.program.enter(holds ? .then : .else, of: path), outcome: "done",
+                          detail: holds ? "then" : "else", now: now)
 
         case .tag(let tag):
             try db.execute("""
                 UPDATE contacts SET tags = array_append(tags, $2), updated_at = $3 WHERE id = $1 AND NOT ($2 = ANY(tags))
                 """, [.int(e.contactId), .text(tag), .timestamp(now)])
             try refreshSegments(of: e.contactId, changed: { $0.tags }, rules: rules, catalog: catalog, now: now, on: db)
-            return try proceed(to: w.program.next(after: path), outcome: "done")
+            round.proceed(e, number: number, to: w.program.next(after: path), outcome: "done", now: now)
 
         case .untag(let tag):
             try db.execute("UPDATE contacts SET tags = array_remove(tags, $2), updated_at = $3 WHERE id = $1 AND $2 = ANY(tags)",
                            [.int(e.contactId), .text(tag), .timestamp(now)])
             try refreshSegments(of: e.contactId, changed: { $0.tags }, rules: rules, catalog: catalog, now: now, on: db)
-            return try proceed(to: w.program.next(after: path), outcome: "done")
+            round.proceed(e, number: number, to: w.program.next(after: path), outcome: "done", now: now)
 
         case .set(let values):
             let context = renderContext(contact: view.value, enrollment: e, workflow: w, number: number, links: nil, now: now)
             var rendered: [String: Value] = [:]
             for (key, value) in values {
                 if case .string(let text) = value, text.contains("{{") || text.contains("{%") {
-                    let out = try LiquidTemplate.parse(text).render(context, options: RenderOptions(now: now))
-                    rendered[key] = .string(out)
+                    rendered[key] = .string(try LiquidTemplate.parse(text).render(context, options: RenderOptions(now: now)))
                 } else {
                     rendered[key] = value
                 }
@@ -190,7 +235,7 @@ public final class WorkflowRunner: Sendable {
             try db.execute("UPDATE contacts SET attributes = attributes || $2::jsonb, updated_at = $3 WHERE id = $1",
                            [.int(e.contactId), .text(Value.object(rendered).jsonText), .timestamp(now)])
             try refreshSegments(of: e.contactId, changed: { $0.profile }, rules: rules, catalog: catalog, now: now, on: db)
-            return try proceed(to: w.program.next(after: path), outcome: "done")
+            round.proceed(e, number: number, to: w.program.next(after: path), outcome: "done", now: now)
 
         case .score(let points):
             let model = rules.primaryScore
@@ -204,24 +249,25 @@ public final class WorkflowRunner: Sendable {
                     reference_at = GREATEST(s.reference_at, excluded.reference_at)
                 """, [.int(e.contactId), .text(model?.name ?? rules.compilerOptions.scoreName), .double(points), .timestamp(now), halfLife])
             try refreshSegments(of: e.contactId, changed: { $0.score }, rules: rules, catalog: catalog, now: now, on: db)
-            return try proceed(to: w.program.next(after: path), outcome: "done")
+            round.proceed(e, number: number, to: w.program.next(after: path), outcome: "done", now: now)
 
         case .send(let templateName, let providerName):
+            let next = w.program.next(after: path)
             guard let (templateVersion, template) = catalog.templates[templateName].map({ ($0.version, $0.definition) }) else {
-                return try proceed(to: w.program.next(after: path), outcome: "failed", detail: "template \(templateName) is not applied")
+                round.proceed(e, number: number, to: next, outcome: "failed", detail: "template \(templateName) is not applied", now: now)
+                return nil
             }
             guard let provider = catalog.provider(for: template, override: providerName) else {
-                return try proceed(to: w.program.next(after: path), outcome: "failed",
-                                   detail: "no provider for channel \(template.channel.rawValue)")
+                round.proceed(e, number: number, to: next, outcome: "failed", detail: "no provider for channel \(template.channel.rawValue)", now: now)
+                return nil
             }
-            let marketing = template.category == .marketing
             let settings = catalog.settings
-            if marketing, let quiet = settings?.quietHours {
+            if template.category == .marketing, let quiet = settings?.quietHours {
                 let zone = WorkflowSchedule.timeZone(contact: view.value["timezone"]?.stringValue, fallback: settings?.timezone)
                 if let end = WorkflowSchedule.quietHoursEnd(quiet, at: now, in: zone) {
-                    try enrollments.log(e, step: number, outcome: "deferred_quiet_hours", detail: "until \(Value.iso8601(end))", at: now, on: db)
-                    try enrollments.postpone(e.id, until: end, countAttempt: false, on: db)
-                    return .stop
+                    round.logs.append(EnrollmentStepLog(e, step: number, outcome: "deferred_quiet_hours", detail: "until \(Value.iso8601(end))"))
+                    round.moves.append(.postpone(e.id, until: end, countAttempt: false))
+                    return nil
                 }
             }
             let contactKey = view.value["external_id"]?.stringValue ?? String(e.contactId)
@@ -236,38 +282,78 @@ public final class WorkflowRunner: Sendable {
                                         category: template.category.rawValue, template: template.name, templateVersion: templateVersion,
                                         provider: provider.name, sourceKind: "workflow", sourceName: w.name, step: number,
                                         enrollmentId: e.id, broadcastId: nil)
-            // One sender per contact at a time (the block check locks the contact row): caps count what the others sent.
-            if let reason = try deliveries.blockReason(contactId: e.contactId, channel: template.channel.rawValue,
-                                                       category: template.category.rawValue, address: address, lockContact: true, on: db) {
-                try deliveries.record(intent, status: "suppressed", reason: reason, now: now, on: db)
-                return try proceed(to: w.program.next(after: path), outcome: "suppressed", detail: reason)
+            return SendCandidate(enrollment: e, workflow: w, path: path, number: number, template: template, provider: provider,
+                                 intent: intent, contact: view.value, address: address, contactKey: contactKey)
+        }
+        return nil
+    }
+
+    /// The send-time checks for the round's sends, set-based: blocks (suppression, consent, unsubscribe, erasure;
+    /// the contacts are locked), addresses, frequency caps (the batch's own messages count), then the delivery rows
+    /// and their send locks.
+    private func checkSends(_ candidates: [SendCandidate], catalog: WorkflowCatalog, now: Date, round: inout Round,
+                            on db: PostgresConnection) throws {
+        if candidates.isEmpty { return }
+        let reasons = try deliveries.blockReasons(candidates.map {
+            SendCheck(contactId: $0.enrollment.contactId, channel: $0.template.channel.rawValue, category: $0.template.category.rawValue,
+                      address: $0.address)
+        }, lockContacts: true, on: db)
+        var records: [(intent: DeliveryIntent, status: String, reason: String?)] = []
+        var passed: [SendCandidate] = []
+        for (c, reason) in zip(candidates, reasons) {
+            let next = c.workflow.program.next(after: c.path)
+            if let reason {
+                records.append((c.intent, "suppressed", reason))
+                round.proceed(c.enrollment, number: c.number, to: next, outcome: "suppressed", detail: reason, now: now)
+            } else if c.template.channel != .webhook && (c.address ?? "").isEmpty {
+                let reason = "no \(c.template.channel == .sms ? "phone number" : "email address")"
+                records.append((c.intent, "skipped", reason))
+                round.proceed(c.enrollment, number: c.number, to: next, outcome: "no_address", detail: reason, now: now)
+            } else {
+                passed.append(c)
             }
-            if template.channel != .webhook && (address ?? "").isEmpty {
-                let reason = "no \(template.channel == .sms ? "phone number" : "email address")"
-                try deliveries.record(intent, status: "skipped", reason: reason, now: now, on: db)
-                return try proceed(to: w.program.next(after: path), outcome: "no_address", detail: reason)
-            }
-            if marketing, let cap = settings?.frequencyCaps[template.channel] {
-                let recent = try deliveries.recentMarketingCount(contactId: e.contactId, channel: template.channel.rawValue,
-                                                                 since: now.addingTimeInterval(-cap.periodSeconds), excluding: intent.dedupeKey, on: db)
-                if recent >= cap.count {
-                    let reason = "frequency cap \(cap.count) per \(DurationLabel.text(cap.periodSeconds)) on \(template.channel.rawValue)"
-                    try deliveries.record(intent, status: "skipped", reason: reason, now: now, on: db)
-                    return try proceed(to: w.program.next(after: path), outcome: "capped", detail: reason)
+        }
+
+        // Frequency caps: what went out before (one query for the batch) plus what this batch lets through.
+        let caps = catalog.settings?.frequencyCaps ?? [:]
+        let capped = passed.filter { $0.template.category == .marketing && caps[$0.template.channel] != nil }
+        var recent: [Int64: Int] = [:]   // by enrollment id
+        if !capped.isEmpty {
+            let counts = try deliveries.recentMarketingCounts(capped.map {
+                ($0.enrollment.contactId, $0.template.channel.rawValue, now.addingTimeInterval(-caps[$0.template.channel]!.periodSeconds))
+            }, excluding: candidates.map(\.intent.dedupeKey), on: db)
+            for (c, n) in zip(capped, counts) { recent[c.enrollment.id] = n }
+        }
+        struct ContactChannel: Hashable { let contact: Int64; let channel: Channel }
+        var admitted: [ContactChannel: Int] = [:]
+        var opening: [SendCandidate] = []
+        for c in passed {
+            if c.template.category == .marketing, let cap = caps[c.template.channel] {
+                let key = ContactChannel(contact: c.enrollment.contactId, channel: c.template.channel)
+                if (recent[c.enrollment.id] ?? 0) + admitted[key, default: 0] >= cap.count {
+                    let reason = "frequency cap \(cap.count) per \(DurationLabel.text(cap.periodSeconds)) on \(c.template.channel.rawValue)"
+                    records.append((c.intent, "skipped", reason))
+                    round.proceed(c.enrollment, number: c.number, to: c.workflow.program.next(after: c.path), outcome: "capped", detail: reason, now: now)
+                    continue
                 }
+                admitted[key, default: 0] += 1
             }
-            let delivery = try deliveries.open(intent, now: now, lockSeconds: Self.sendLockSeconds, on: db)
-            if !delivery.mine {
-                if delivery.status == "pending" {
-                    // Another worker is calling the provider for it right now; it moves the enrollment on.
-                    try enrollments.postpone(e.id, until: now.addingTimeInterval(Self.sendLockSeconds), countAttempt: false, on: db)
-                    return .stop
-                }
-                return try proceed(to: w.program.next(after: path), outcome: delivery.status == "accepted" ? "sent" : "failed",
-                                   detail: "delivery \(delivery.id) already \(delivery.status)")
+            opening.append(c)
+        }
+        try deliveries.record(records, now: now, on: db)
+
+        let opened = try deliveries.open(opening.map(\.intent), now: now, lockSeconds: Self.sendLockSeconds, on: db)
+        for (c, delivery) in zip(opening, opened) {
+            if delivery.mine {
+                round.sends.append(SendPlan(candidate: c, delivery: delivery))
+            } else if delivery.status == "pending" {
+                // Another worker is calling the provider for it right now; it moves the enrollment on.
+                round.moves.append(.postpone(c.enrollment.id, until: now.addingTimeInterval(Self.sendLockSeconds), countAttempt: false))
+            } else {
+                round.proceed(c.enrollment, number: c.number, to: c.workflow.program.next(after: c.path),
+                              outcome: delivery.status == "accepted" ? "sent" : "failed",
+                              detail: "delivery \(delivery.id) already \(delivery.status)", now: now)
             }
-            return .send(SendPlan(enrollment: e, workflow: w, path: path, number: number, template: template, provider: provider,
-                                  delivery: delivery, intent: intent, contact: view.value, address: address, contactKey: contactKey))
         }
     }
 
@@ -289,79 +375,9 @@ public final class WorkflowRunner: Sendable {
         _ = try WorkflowTriggers(catalog: catalog, now: now).applySegmentChanges(changes, on: db)
     }
 
-    // MARK: - sending
-
-    /// Renders and sends; records the outcome. Returns the next step sequence to run in this job, or nil to stop.
-    private func send(_ plan: SendPlan, catalog: WorkflowCatalog, context: JobContext, now businessNow: () -> Date,
-                      on db: PostgresConnection) throws -> Int? {
-        let e = plan.enrollment
-        let links = try signedLinks(on: db)
-        var outcome: DeliveryOutcome
-        do {
-            let unsubscribe = links.unsubscribeURL(contactId: e.contactId, deliveryId: plan.delivery.id)
-            var renderContext = renderContext(contact: plan.contact, enrollment: e, workflow: plan.workflow, number: plan.number,
-                                              links: links, now: businessNow())
-            if case .object(var o) = renderContext { o["unsubscribe_url"] = .string(unsubscribe); renderContext = .object(o) }
-            let envelope = Envelope(deliveryId: plan.delivery.id, to: plan.address, contactId: plan.contactKey,
-                                    from: plan.template.from ?? plan.provider.from ?? catalog.settings?.from,
-                                    source: .workflow(name: plan.workflow.name, step: plan.number),
-                                    unsubscribeURL: unsubscribe)
-            let message = try MessageComposer.compose(plan.template, context: renderContext, envelope: envelope, now: businessNow())
-            if let limit = plan.provider.rateLimit {
-                while true {
-                    let wait = try limiter.acquire(context.redis, name: "provider:\(plan.provider.name)", perSecond: limit.perSecond)
-                    if wait == 0 { break }
-                    if wait > 1_000 || context.isCancelled {
-                        let now = businessNow()
-                        try db.transaction { db in
-                            try deliveries.settle(id: plan.delivery.id, status: "pending", error: nil, providerMessageId: nil, now: now, on: db)
-                            try enrollments.postpone(e.id, until: now.addingTimeInterval(Double(wait) / 1000), countAttempt: false, on: db)
-                        }
-                        return nil
-                    }
-                    Thread.sleep(forTimeInterval: Double(wait) / 1000)
-                }
-            }
-            outcome = SlotCaches.current.client(for: plan.provider).send([message]).first ?? .retry(reason: "no outcome", afterMilliseconds: nil)
-        } catch {
-            // A template that does not render will not render on retry either.
-            outcome = .rejected(reason: "render failed: \(error)")
-        }
-        let now = businessNow()
-        return try db.transaction { db -> Int? in
-            let next = plan.workflow.program.next(after: plan.path)
-            func moveOn(_ status: String, outcome: String, detail: String?, providerMessageId: String?) throws -> Int? {
-                try deliveries.settle(id: plan.delivery.id, status: status, error: status == "accepted" ? nil : detail,
-                                      providerMessageId: providerMessageId, now: now, on: db)
-                guard let current = try enrollments.lock(e.id, on: db), current.state == "active", current.stepSeq == e.stepSeq else { return nil }
-                try enrollments.log(e, step: plan.number, outcome: outcome, detail: detail, at: now, on: db)
-                try enrollments.advance(e.id, toSeq: e.stepSeq + 1, path: next?.description, dueAt: nil, now: now, on: db)
-                return next == nil ? nil : e.stepSeq + 1
-            }
-            switch outcome {
-            case .accepted(let providerMessageId):
-                return try moveOn("accepted", outcome: "sent", detail: "delivery \(plan.delivery.id)", providerMessageId: providerMessageId)
-            case .rejected(let reason):
-                return try moveOn("rejected", outcome: "failed", detail: reason, providerMessageId: nil)
-            case .retry(let reason, let after):
-                if plan.delivery.attempts >= Self.maxSendAttempts {
-                    return try moveOn("failed", outcome: "failed", detail: "gave up after \(plan.delivery.attempts) attempts: \(reason)", providerMessageId: nil)
-                }
-                try deliveries.settle(id: plan.delivery.id, status: "pending", error: reason, providerMessageId: nil, now: now, on: db)
-                let backoff = Double(after ?? Int64(Backoff(baseMilliseconds: 1_000, capMilliseconds: 900_000).delay(attempt: plan.delivery.attempts))) / 1000
-                try enrollments.postpone(e.id, until: now.addingTimeInterval(backoff), countAttempt: true, on: db)
-                context.logger.warning("provider failed; retrying later", metadata: [
-                    "provider": "\(plan.provider.name)", "delivery": "\(plan.delivery.id)", "error": "\(reason)",
-                    "attempt": "\(plan.delivery.attempts)", "retry_in_s": "\(Int(backoff))",
-                ])
-                return nil
-            }
-        }
-    }
-
     /// What templates see: `contact`, `event` (the trigger's), `workflow`, `unsubscribe_url`, `preferences_url`, `now`.
-    private func renderContext(contact: Value, enrollment e: EnrollmentRow, workflow: LoadedWorkflow, number: Int,
-                               links: SignedLinks?, now: Date) -> Value {
+    func renderContext(contact: Value, enrollment e: EnrollmentRow, workflow: LoadedWorkflow, number: Int,
+                       links: SignedLinks?, now: Date) -> Value {
         var root: [String: Value] = [
             "contact": contact,
             "workflow": .object(["name": .string(workflow.name), "version": .number(Double(workflow.version)), "step": .number(Double(number))]),
@@ -378,7 +394,7 @@ public final class WorkflowRunner: Sendable {
     }
 
     /// Links are signed with NURTURE_SECRET, or (without it, with a warning at start) the installation's own key.
-    private func signedLinks(on db: PostgresConnection) throws -> SignedLinks {
+    func signedLinks(on db: PostgresConnection) throws -> SignedLinks {
         if let known = links.withLock({ $0 }) { return known }
         var secret = config.secret
         if secret == nil {

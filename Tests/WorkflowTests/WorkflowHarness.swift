@@ -157,6 +157,7 @@ final class WorkflowHarness: @unchecked Sendable {
     func sunk() throws -> [SunkMessage] {
         let text = (try? String(contentsOfFile: sinkLog, encoding: .utf8)) ?? ""
         var out: [SunkMessage] = []
+        var webhookDeliveries: [String: [String]] = [:]
         for line in text.split(separator: "\n") {
             guard case .object(let record) = try Value(jsonText: String(line)) else { continue }
             let path = record["path"]?.stringValue ?? ""
@@ -169,10 +170,15 @@ final class WorkflowHarness: @unchecked Sendable {
             let bytes = Data(base64Encoded: record["body_b64"]?.stringValue ?? "") ?? Data()
             let body = (try? Value(jsonText: String(decoding: bytes, as: UTF8.self))) ?? .string(String(decoding: bytes, as: UTF8.self))
             if case .object(let o) = body, case .array(let messages)? = o["messages"] {
-                // Webhook bodies are batched as they are (no id inside): a batch of one carries its id in the header.
+                // Webhook bodies are batched as they are (no id inside): a batch of one carries its id in the header;
+                // in a bigger batch, a body naming `email_sha256` is that contact's webhook delivery (in order).
                 for m in messages {
-                    let id = m["id"]?.stringValue ?? (messages.count == 1 ? headers["idempotency-key"] : nil) ?? "?"
-                    out.append(SunkMessage(path: path, deliveryId: id, body: m))
+                    var id = m["id"]?.stringValue ?? (messages.count == 1 ? headers["idempotency-key"] : nil)
+                    if id == nil, let hash = m["email_sha256"]?.stringValue {
+                        if webhookDeliveries[hash] == nil { webhookDeliveries[hash] = try webhookDeliveryIds(emailSHA256: hash) }
+                        id = webhookDeliveries[hash]!.isEmpty ? nil : webhookDeliveries[hash]!.removeFirst()
+                    }
+                    out.append(SunkMessage(path: path, deliveryId: id ?? "?", body: m))
                 }
             } else {
                 out.append(SunkMessage(path: path, deliveryId: headers["idempotency-key"] ?? "?", body: body))
@@ -189,6 +195,14 @@ final class WorkflowHarness: @unchecked Sendable {
     }
 
     /// Delivery id → `userId template`.
+    /// The webhook deliveries of the contact whose email hashes to `emailSHA256`, oldest first.
+    func webhookDeliveryIds(emailSHA256: String) throws -> [String] {
+        try db.query("""
+            SELECT d.id::text FROM deliveries d JOIN contacts c ON c.id = d.contact_id
+            WHERE d.channel = 'webhook' AND encode(sha256(convert_to(lower(c.email), 'UTF8')), 'hex') = $1 ORDER BY d.created_at, d.id
+            """, [.text(emailSHA256)]).rows.compactMap { $0[0].string }
+    }
+
     func deliveryNames(_ ids: [String]) throws -> [String: String] {
         var names: [String: String] = [:]
         for row in try db.query("""
