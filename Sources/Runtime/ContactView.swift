@@ -30,6 +30,18 @@ struct ContactView {
         self.stageEnteredAt = enteredAt
     }
 
+    /// Where a message on `channel` goes: the address (email, phone; for push the contact key; none for webhooks)
+    /// and the contact key providers see (`external_id`, else the internal id).
+    func recipient(on channel: Channel, contactId: Int64) -> (address: String?, contactKey: String) {
+        let key = value["external_id"]?.stringValue ?? String(contactId)
+        switch channel {
+        case .email: return (value["email"]?.stringValue, key)
+        case .sms: return (value["phone"]?.stringValue, key)
+        case .push: return (key, key)
+        case .webhook: return (nil, key)
+        }
+    }
+
     /// Loads the live contacts among `ids` (one query).
     static func load(_ ids: [Int64], now: Date, compilerOptions: SQLCompilerOptions, on db: PostgresConnection) throws -> [Int64: ContactView] {
         if ids.isEmpty { return [:] }

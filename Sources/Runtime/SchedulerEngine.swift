@@ -81,6 +81,7 @@ public final class SchedulerEngine: Sendable {
         if options.runPeriodicTasks {
             spawn("nurture-periodic") { self.periodicLoop() }
             spawn("nurture-due-steps") { self.dueStepsLoop() }
+            spawn("nurture-broadcasts") { self.broadcastsLoop() }
         }
         logger.info("scheduler started", metadata: ["redis": "\(options.redis)"])
     }
@@ -241,6 +242,30 @@ public final class SchedulerEngine: Sendable {
             if claimed >= batch { continue }
             var slept: Int64 = 0
             while slept < options.duePollMilliseconds && !isStopping { sleepMilliseconds(50); slept += 50 }
+        }
+    }
+
+    /// Broadcasts: launches scheduled ones when due, picks A/B winners, enqueues batches whose jobs were lost (a
+    /// flushed Redis) or are due again, completes finished ones; every 500 ms. Any number of schedulers may run it:
+    /// snapshots and leases are claimed in PostgreSQL.
+    private func broadcastsLoop() {
+        var redis: RedisConnection? = nil
+        var db: PostgresConnection? = nil
+        let launcher = BroadcastLauncher(namespace: options.namespace)
+        while !isStopping {
+            do {
+                if redis == nil { redis = try RedisConnection(config: options.redis, logger: logger) }
+                if db == nil { db = try PostgresConnection(url: options.databaseURL, logger: logger) }
+                try launcher.tick(now: clock.now(), redis: redis!, db: db!, logger: logger)
+            } catch {
+                logger.warning("broadcasts: \(error)")
+                if let e = error as? RedisError, e.isTransient { redis = nil }
+                if error is PostgresError { db?.close(); db = nil }
+                sleepMilliseconds(1_000)
+                continue
+            }
+            var slept: Int64 = 0
+            while slept < 500 && !isStopping { sleepMilliseconds(50); slept += 50 }
         }
     }
 }

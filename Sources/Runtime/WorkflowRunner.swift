@@ -31,15 +31,10 @@ public final class WorkflowRunner: Sendable {
     public static let maxSendAttempts = 40
     /// The send lock on a delivery: longer than any provider call (10 s timeout); a killed worker's lock expires after this.
     static let sendLockSeconds = 30.0
-    /// Providers are not called for a batch's remaining messages once this long has passed since their send locks
-    /// were taken (they go back to be sent by a later job), so no call starts near the lock's end.
-    static let sendWindowSeconds = 15.0
-    /// How often, at most, a batch records what its providers took while it is still sending.
-    static let interimSettleMilliseconds: Int64 = 20
 
     let catalogs: WorkflowCatalogCache
     let config: NurtureConfig
-    private let links = Mutex<SignedLinks?>(nil)
+    let signer: LinkSigner
     let limiter: RateLimiter
     let enrollments = EnrollmentStore()
     let deliveries = DeliveryStore()
@@ -48,6 +43,7 @@ public final class WorkflowRunner: Sendable {
         self.config = config
         self.catalogs = catalogs
         self.limiter = RateLimiter(namespace: config.namespace)
+        self.signer = LinkSigner(config: config)
     }
 
     /// Registers `workflow.step`.
@@ -270,14 +266,7 @@ public final class WorkflowRunner: Sendable {
                     return nil
                 }
             }
-            let contactKey = view.value["external_id"]?.stringValue ?? String(e.contactId)
-            let address: String?
-            switch template.channel {
-            case .email: address = view.value["email"]?.stringValue
-            case .sms: address = view.value["phone"]?.stringValue
-            case .push: address = contactKey
-            case .webhook: address = nil
-            }
+            let (address, contactKey) = view.recipient(on: template.channel, contactId: e.contactId)
             let intent = DeliveryIntent(dedupeKey: "wf:\(e.id):\(e.stepSeq)", contactId: e.contactId, channel: template.channel.rawValue,
                                         category: template.category.rawValue, template: template.name, templateVersion: templateVersion,
                                         provider: provider.name, sourceKind: "workflow", sourceName: w.name, step: number,
@@ -391,18 +380,6 @@ public final class WorkflowRunner: Sendable {
             root["preferences_url"] = .string(links.preferencesURL(contactId: e.contactId))
         }
         return .object(root)
-    }
-
-    /// Links are signed with NURTURE_SECRET, or (without it, with a warning at start) the installation's own key.
-    func signedLinks(on db: PostgresConnection) throws -> SignedLinks {
-        if let known = links.withLock({ $0 }) { return known }
-        var secret = config.secret
-        if secret == nil {
-            secret = try db.query("SELECT secret FROM installation_secret WHERE id = 1").rows.first?[0].string
-        }
-        let made = SignedLinks(publicURL: config.publicURL, secret: secret ?? "")
-        links.withLock { $0 = made }
-        return made
     }
 }
 

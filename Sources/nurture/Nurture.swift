@@ -12,7 +12,7 @@ struct Nurture: AsyncParsableCommand {
         abstract: "Self-hosted marketing automation: events in, the right message out, exactly once.",
         discussion: """
             Long-running roles: scheduler, worker. Definitions: validate, apply. People: events, contacts, segments,
-            report. Operations: migrate, jobs, queues, dlq, clock, templates, bench.
+            report. Campaigns: workflows, broadcast. Operations: migrate, jobs, queues, dlq, clock, templates, bench.
             Configuration comes from the environment (NURTURE_REDIS_URL, NURTURE_DATABASE_URL, NURTURE_NAMESPACE,
             NURTURE_LOG_LEVEL, NURTURE_METRICS_PORT, ...; see README): flags override it.
             Exit codes: 0 success, 1 user error (message on stderr), 2 usage error, 3 internal failure.
@@ -22,7 +22,7 @@ struct Nurture: AsyncParsableCommand {
             MigrateCommand.self, SchedulerCommand.self, WorkerCommand.self,
             JobsCommand.self, QueuesCommand.self, DLQCommand.self, ClockCommand.self, BenchCommand.self, TemplatesCommand.self,
             ValidateCommand.self, ApplyCommand.self, EventsCommand.self, ContactsCommand.self, SegmentsCommand.self, ReportCommand.self,
-            WorkflowsCommand.self, SinkCommand.self,
+            WorkflowsCommand.self, BroadcastCommand.self, SinkCommand.self,
         ]
     )
 }

@@ -144,7 +144,9 @@ struct SchedulerCommand: AsyncParsableCommand {
 enum Handlers {
     static func registry(config: NurtureConfig) -> JobHandlerRegistry {
         var registry = JobHandlerRegistry.builtIn
-        WorkflowRunner(config: config).register(into: &registry)
+        let catalogs = WorkflowCatalogCache()
+        WorkflowRunner(config: config, catalogs: catalogs).register(into: &registry)
+        BroadcastRunner(config: config, catalogs: catalogs).register(into: &registry)
         return registry
     }
 }

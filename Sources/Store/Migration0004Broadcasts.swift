@@ -1,0 +1,27 @@
+extension Migration {
+    /// What sending broadcasts needs beyond the initial schema: durable batches (a flushed Redis loses only jobs;
+    /// the scheduler enqueues every batch that is not done again), and A/B winners.
+    static let broadcasts = Migration(version: 4, name: "broadcast batches", sql: #"""
+-- One row per batch of recipients (`broadcast_recipients.batch`): `ready` batches are sent by `broadcast.batch`
+-- jobs; `held` batches (the rest of an A/B test) wait for the winner; `done` batches have every recipient settled.
+-- `lease_until` (wall clock) keeps the scheduler from enqueueing a batch again while its job is queued or running.
+CREATE TABLE broadcast_batches (
+    broadcast_id  bigint NOT NULL REFERENCES broadcasts (id) ON DELETE CASCADE,
+    batch         int NOT NULL,
+    state         text NOT NULL CHECK (state IN ('held', 'ready', 'done')),
+    lease_until   timestamptz,
+    due_at        timestamptz,
+    PRIMARY KEY (broadcast_id, batch)
+);
+CREATE INDEX broadcast_batches_open_idx ON broadcast_batches (broadcast_id, state) WHERE state <> 'done';
+
+-- A/B: the template that won (index into `templates`), when and why.
+ALTER TABLE broadcasts ADD COLUMN winner int;
+ALTER TABLE broadcasts ADD COLUMN winner_at timestamptz;
+ALTER TABLE broadcasts ADD COLUMN paused_at timestamptz;
+ALTER TABLE broadcasts ADD COLUMN channel text;
+
+-- Opens and clicks name the delivery they are about (reports and A/B winners count them per delivery).
+CREATE INDEX events_delivery_idx ON events ((properties->>'delivery_id')) WHERE properties ? 'delivery_id';
+"""#)
+}
