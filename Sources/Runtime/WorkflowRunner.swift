@@ -94,7 +94,8 @@ public final class WorkflowRunner: Sendable {
                               now: Date) {
             logs.append(EnrollmentStepLog(e, step: number, outcome: outcome, detail: detail))
             if let next {
-                moves.append(.advance(e.id, toSeq: e.stepSeq + 1, path: next.description, dueAt: dueAt ?? now))
+                moves.append(.advance(e.id, toSeq: e.stepSeq + 1, path: next.description, dueAt: dueAt ?? now,
+                                      keepLeaseSeconds: dueAt == nil ? WorkflowStepJob.leaseSeconds : nil))
                 if dueAt == nil { continuing.append(.init(enrollment: e.id, seq: e.stepSeq + 1)) }
             } else {
                 moves.append(.complete(e.id, seq: e.stepSeq + 1))

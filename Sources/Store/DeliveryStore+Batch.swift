@@ -94,18 +94,23 @@ extension DeliveryStore {
         return counts
     }
 
-    /// Inserts the delivery rows that do not exist yet (by dedupe key), each with its own status and reason.
-    private static func insertMany(_ rows: [(intent: DeliveryIntent, status: String, reason: String?)], now: Date) -> (String, [PostgresValue]) {
+    /// Inserts the delivery rows that do not exist yet (by dedupe key), each with its own status and reason;
+    /// `lockSeconds`: with their send lock taken (and the attempt counted), returning `dedupe_key, id` of each.
+    private static func insertMany(_ rows: [(intent: DeliveryIntent, status: String, reason: String?)], now: Date,
+                                   lockSeconds: Double? = nil) -> (String, [PostgresValue]) {
         let intents = rows.map(\.intent)
         return ("""
             INSERT INTO deliveries (id, dedupe_key, contact_id, channel, category, template, template_version, provider, source_kind,
-                                    source_name, step, enrollment_id, broadcast_id, status, last_error, created_at, updated_at)
-            SELECT gen_random_uuid(), u.k, u.c, u.ch, u.cat, u.t, u.tv::int, u.p, u.sk, u.sn, u.st::int, u.e, u.b, u.s, u.r, $15, $15
+                                    source_name, step, enrollment_id, broadcast_id, status, last_error, created_at, updated_at,
+                                    locked_until, attempts)
+            SELECT gen_random_uuid(), u.k, u.c, u.ch, u.cat, u.t, u.tv::int, u.p, u.sk, u.sn, u.st::int, u.e, u.b, u.s, u.r, $15, $15,
+                   clock_timestamp() + make_interval(secs => $16::float8), CASE WHEN $16::float8 IS NULL THEN 0 ELSE 1 END
             FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::text[], $8::text[], $9::text[],
                         $10::int8[], $11::int8[], $12::int8[], $13::text[], $14::text[]) WITH ORDINALITY
                  AS u(k, c, ch, cat, t, tv, p, sk, sn, st, e, b, s, r, n)
             ORDER BY u.n
             ON CONFLICT (dedupe_key) DO NOTHING
+            \(lockSeconds == nil ? "" : "RETURNING dedupe_key, id::text")
             """,
             [.textArray(intents.map { $0.dedupeKey }), .intArray(intents.map { $0.contactId }), .textArray(intents.map { $0.channel }),
              .textArray(intents.map { $0.category }), .textArray(intents.map { $0.template }),
@@ -113,7 +118,7 @@ extension DeliveryStore {
              .textArray(intents.map { $0.sourceKind }), .textArray(intents.map { $0.sourceName }),
              .intArray(intents.map { $0.step.map(Int64.init) }), .intArray(intents.map { $0.enrollmentId }),
              .intArray(intents.map { $0.broadcastId }), .textArray(rows.map { $0.status }), .textArray(rows.map { $0.reason }),
-             .timestamp(now)])
+             .timestamp(now), lockSeconds.map { .double($0) } ?? .null])
     }
 
     /// Records deliveries decided without a provider call (`suppressed`, `skipped`), unless they exist.
@@ -123,26 +128,29 @@ extension DeliveryStore {
         try db.execute(sql, parameters)
     }
 
-    /// `open` for a batch, in order: creates the rows that do not exist, takes the send locks of the pending ones
-    /// nobody holds. Two statements in one pipelined round trip.
+    /// `open` for a batch, in order: creates the rows that do not exist with their send lock taken (one statement);
+    /// for the rows that existed (a retry, or another worker's), takes the lock if it is pending and nobody holds it.
     public func open(_ intents: [DeliveryIntent], now: Date, lockSeconds: Double, on db: PostgresConnection) throws -> [OpenedDelivery] {
         if intents.isEmpty { return [] }
-        let keys: [String?] = intents.map { $0.dedupeKey }
-        let results = try db.pipeline([
-            Self.insertMany(intents.map { ($0, "pending", nil) }, now: now),
-            ("""
-             WITH locked AS (
-                 UPDATE deliveries SET locked_until = clock_timestamp() + make_interval(secs => $2), attempts = attempts + 1
-                 WHERE dedupe_key = ANY($1::text[]) AND status = 'pending' AND (locked_until IS NULL OR locked_until < clock_timestamp())
-                 RETURNING id)
-             SELECT d.dedupe_key, d.id::text, d.status, d.attempts + CASE WHEN l.id IS NULL THEN 0 ELSE 1 END, l.id IS NOT NULL
-             FROM deliveries d LEFT JOIN locked l ON l.id = d.id WHERE d.dedupe_key = ANY($1::text[])
-             """, [.textArray(keys), .double(lockSeconds)]),
-        ])
+        let (sql, parameters) = Self.insertMany(intents.map { ($0, "pending", nil) }, now: now, lockSeconds: lockSeconds)
         var byKey: [String: OpenedDelivery] = [:]
-        for row in results[1].rows {
+        for row in try db.query(sql, parameters).rows {
             guard let key = row[0].string, let id = row[1].string else { continue }
-            byKey[key] = OpenedDelivery(id: id, status: row[2].string ?? "pending", attempts: Int(row[3].int ?? 0), mine: row[4].bool ?? false)
+            byKey[key] = OpenedDelivery(id: id, status: "pending", attempts: 1, mine: true)
+        }
+        let existing: [String?] = intents.compactMap { byKey[$0.dedupeKey] == nil ? $0.dedupeKey : nil }
+        if !existing.isEmpty {
+            for row in try db.query("""
+                WITH locked AS (
+                    UPDATE deliveries SET locked_until = clock_timestamp() + make_interval(secs => $2), attempts = attempts + 1
+                    WHERE dedupe_key = ANY($1::text[]) AND status = 'pending' AND (locked_until IS NULL OR locked_until < clock_timestamp())
+                    RETURNING id)
+                SELECT d.dedupe_key, d.id::text, d.status, d.attempts + CASE WHEN l.id IS NULL THEN 0 ELSE 1 END, l.id IS NOT NULL
+                FROM deliveries d LEFT JOIN locked l ON l.id = d.id WHERE d.dedupe_key = ANY($1::text[])
+                """, [.textArray(existing), .double(lockSeconds)]).rows {
+                guard let key = row[0].string, let id = row[1].string else { continue }
+                byKey[key] = OpenedDelivery(id: id, status: row[2].string ?? "pending", attempts: Int(row[3].int ?? 0), mine: row[4].bool ?? false)
+            }
         }
         return try intents.map { intent in
             guard let opened = byKey[intent.dedupeKey] else { throw PostgresError(.decode, "delivery \(intent.dedupeKey) vanished") }

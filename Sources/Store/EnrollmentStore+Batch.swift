@@ -21,9 +21,14 @@ public struct EnrollmentMove: Sendable, Hashable {
     public var countAttempt: Bool
     public var state: String?
     public var reason: String?
+    /// Keep the enrollment leased (`leaseSeconds` more): its next step runs now, in the same job, and the scheduler
+    /// must not enqueue it meanwhile.
+    public var keepLeaseSeconds: Double? = nil
 
-    public static func advance(_ id: Int64, toSeq seq: Int, path: String, dueAt: Date) -> EnrollmentMove {
-        EnrollmentMove(id: id, kind: .advance, seq: seq, path: path, dueAt: dueAt, countAttempt: false, state: nil, reason: nil)
+    /// To the next step; `keepLeaseSeconds` when the same job runs it now.
+    public static func advance(_ id: Int64, toSeq seq: Int, path: String, dueAt: Date, keepLeaseSeconds: Double? = nil) -> EnrollmentMove {
+        EnrollmentMove(id: id, kind: .advance, seq: seq, path: path, dueAt: dueAt, countAttempt: false, state: nil, reason: nil,
+                       keepLeaseSeconds: keepLeaseSeconds)
     }
     public static func complete(_ id: Int64, seq: Int) -> EnrollmentMove {
         EnrollmentMove(id: id, kind: .complete, seq: seq, path: nil, dueAt: nil, countAttempt: false, state: nil, reason: nil)
@@ -95,14 +100,15 @@ extension EnrollmentStore {
                     finished_at = CASE WHEN u.k IN ('complete', 'finish') THEN $9::timestamptz ELSE e.finished_at END,
                     exit_reason = CASE WHEN u.k = 'finish' THEN u.reason ELSE e.exit_reason END,
                     attempts = CASE WHEN u.k IN ('advance', 'complete') THEN 0 ELSE e.attempts + u.a::int END,
-                    lease_until = NULL
-                FROM unnest($1::int8[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::int8[], $7::text[], $8::text[])
-                     AS u(id, k, seq, path, due, a, state, reason)
+                    lease_until = CASE WHEN u.lease IS NULL THEN NULL ELSE clock_timestamp() + make_interval(secs => u.lease::float8) END
+                FROM unnest($1::int8[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::int8[], $7::text[], $8::text[], $10::text[])
+                     AS u(id, k, seq, path, due, a, state, reason, lease)
                 WHERE e.id = u.id AND e.state = 'active'
                 """, [.intArray(moves.map { $0.id }), .textArray(moves.map { $0.kind.rawValue }), .intArray(moves.map { Int64($0.seq) }),
                       .textArray(moves.map { $0.path }), .textArray(moves.map { $0.dueAt.map { String($0.timeIntervalSince1970) } }),
                       .intArray(moves.map { $0.countAttempt ? 1 : 0 }), .textArray(moves.map { $0.state }),
-                      .textArray(moves.map { $0.reason }), .timestamp(now)]))
+                      .textArray(moves.map { $0.reason }), .timestamp(now),
+                      .textArray(moves.map { $0.keepLeaseSeconds.map { String($0) } })]))
         }
         if statements.isEmpty { return }
         _ = try db.pipeline(statements)

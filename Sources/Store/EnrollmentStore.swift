@@ -191,56 +191,6 @@ public struct EnrollmentStore: Sendable {
                        [.intArray(ids.map { Optional($0) }), .double(seconds)])
     }
 
-    // MARK: step runner
-
-    /// The enrollment, locked for the rest of the transaction (`FOR UPDATE`), or nil if it does not exist.
-    public func lock(_ id: Int64, on db: PostgresConnection) throws -> EnrollmentRow? {
-        guard let row = try db.query("""
-            SELECT id, workflow, workflow_version, contact_id, state, step_path, step_seq, trigger::text, attempts, due_at
-            FROM enrollments WHERE id = $1 FOR UPDATE
-            """, [.int(id)]).rows.first, let rid = row[0].int else { return nil }
-        return EnrollmentRow(id: rid, workflow: row[1].string ?? "", version: Int(row[2].int ?? 0), contactId: row[3].int ?? 0,
-                             state: row[4].string ?? "", stepPath: row[5].string ?? "", stepSeq: Int(row[6].int ?? 0),
-                             triggerJSON: row[7].string ?? "{}", attempts: Int(row[8].int ?? 0), dueAt: row[9].date)
-    }
-
-    /// Moves to the next step: `path` nil completes the enrollment; `dueAt` nil means "runs now, in this job".
-    public func advance(_ id: Int64, toSeq seq: Int, path: String?, dueAt: Date?, now: Date, on db: PostgresConnection) throws {
-        if let path {
-            try db.execute("""
-                UPDATE enrollments SET step_seq = $2, step_path = $3, due_at = $4, lease_until = NULL, attempts = 0 WHERE id = $1
-                """, [.int(id), .int(Int64(seq)), .text(path), dueAt.map { .timestamp($0) } ?? .timestamp(now)])
-        } else {
-            try db.execute("""
-                UPDATE enrollments SET step_seq = $2, state = 'completed', finished_at = $3, due_at = NULL, lease_until = NULL, attempts = 0
-                WHERE id = $1
-                """, [.int(id), .int(Int64(seq)), .timestamp(now)])
-        }
-    }
-
-    /// Stays on the current step and runs it again at `dueAt` (quiet hours; a provider that is down; rate limits).
-    public func postpone(_ id: Int64, until dueAt: Date, countAttempt: Bool, on db: PostgresConnection) throws {
-        try db.execute("""
-            UPDATE enrollments SET due_at = $2, lease_until = NULL, attempts = attempts + $3 WHERE id = $1
-            """, [.int(id), .timestamp(dueAt), .int(countAttempt ? 1 : 0)])
-    }
-
-    /// Ends the enrollment (`exited` with a reason, or `failed`).
-    public func finish(_ id: Int64, state: String, reason: String?, now: Date, on db: PostgresConnection) throws {
-        try db.execute("""
-            UPDATE enrollments SET state = $2, finished_at = $3, exit_reason = $4, due_at = NULL, lease_until = NULL WHERE id = $1
-            """, [.int(id), .text(state), .timestamp(now), reason.map { .text($0) } ?? .null])
-    }
-
-    /// Records what a step did (once per enrollment, step sequence and outcome).
-    public func log(_ row: EnrollmentRow, step: Int, outcome: String, detail: String?, at: Date, on db: PostgresConnection) throws {
-        try db.execute("""
-            INSERT INTO enrollment_steps (enrollment_id, step_seq, workflow, workflow_version, step, outcome, detail, at)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING
-            """, [.int(row.id), .int(Int64(row.stepSeq)), .text(row.workflow), .int(Int64(row.version)), .int(Int64(step)),
-                  .text(outcome), detail.map { .text($0) } ?? .null, .timestamp(at)])
-    }
-
     // MARK: controls
 
     /// Pauses or resumes a workflow (`definition_heads.paused`); false when no such workflow is applied.
