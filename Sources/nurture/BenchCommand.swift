@@ -15,7 +15,7 @@ struct BenchCommand: AsyncParsableCommand {
         commandName: "bench",
         abstract: "Benchmarks (run a release build: swift run -c release nurture bench ...).",
         discussion: "Each prints one `bench=... key=value ...` line per figure. Not part of the test suite.",
-        subcommands: [BenchClientsCommand.self, BenchQueueCommand.self, BenchIngestCommand.self, BenchSegmentsCommand.self, BenchImportCommand.self, BenchWorkflowsCommand.self])
+        subcommands: [BenchClientsCommand.self, BenchQueueCommand.self, BenchIngestCommand.self, BenchSegmentsCommand.self, BenchImportCommand.self, BenchWorkflowsCommand.self, BenchBroadcastCommand.self])
 }
 
 // MARK: - clients

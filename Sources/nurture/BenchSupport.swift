@@ -93,3 +93,34 @@ func applyDefinitions(_ paths: String, on db: PostgresConnection) throws -> Int 
     _ = try DefinitionStore().apply(records, appliedBy: "bench", at: Date(), on: db)
     return records.count
 }
+
+/// CPU seconds so far of worker processes, this process, a redis-server and the PostgreSQL backends of `db`'s
+/// database (when the server runs on this host: backends are read from /proc by their pid).
+struct CPUTimes {
+    var workers: Double
+    var bench: Double
+    var redis: Double
+    var backends: [Int32: Double]
+    var postgres: Double { backends.values.reduce(0, +) }
+
+    init(pids: [pid_t], redisPid: pid_t, db: PostgresConnection) {
+        var backends: [Int32: Double] = [:]
+        let pids2 = (try? db.query("""
+            SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND backend_type = 'client backend'
+            """).rows.compactMap { $0[0].int.map { Int32($0) } }) ?? []
+        for pid in pids2 {
+            let command = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? ""
+            if command.hasPrefix("postgres"), let seconds = processCPUSeconds(pid) { backends[pid] = seconds }
+        }
+        self.workers = pids.compactMap(processCPUSeconds).reduce(0, +)
+        self.bench = processCPUSeconds(getpid()) ?? 0
+        self.redis = processCPUSeconds(redisPid) ?? 0
+        self.backends = backends
+    }
+
+    /// What was used since `before` (backends that ended meanwhile are not counted).
+    func minus(_ before: CPUTimes) -> (workers: Double, bench: Double, redis: Double, postgres: Double) {
+        (workers - before.workers, bench - before.bench, redis - before.redis,
+         backends.reduce(0) { $0 + $1.value - (before.backends[$1.key] ?? 0) })
+    }
+}

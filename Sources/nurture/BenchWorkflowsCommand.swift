@@ -253,7 +253,7 @@ struct WorkflowsBench {
 
         // Contacts.
         let started = monotonicNanoseconds()
-        try copyContacts(plan.contacts, into: db)
+        try Self.copyContacts(plan.contacts, into: db)
         try db.simpleQuery("VACUUM (ANALYZE) contacts")
         let copySeconds = Double(monotonicNanoseconds() - started) / 1e9
 
@@ -367,7 +367,7 @@ struct WorkflowsBench {
             + "(\(fmt(r.seconds * 1e6 / Double(r.renders), 2)) µs each)"
     }
 
-    private func copyContacts(_ count: Int, into db: PostgresConnection) throws {
+    static func copyContacts(_ count: Int, into db: PostgresConnection) throws {
         let names = ["Ann", "Bob", "Chloé", "Dmitri", "Eve", "Farid", "Grace", "Hiro"]
         let zones = ["Europe/Paris", "America/New_York", "Asia/Tokyo", "UTC"]
         let stamp = Value.iso8601(Date())
@@ -479,19 +479,10 @@ struct PhaseRunner {
     let redis: RedisConnection
     let namespace: String
 
-    /// CPU seconds so far of the workers, this process, the private redis-server and the PostgreSQL backends of
-    /// this database (when the server runs on this host: backends are read from /proc by their pid).
+    /// CPU seconds so far of the workers, this process, the private redis-server and the PostgreSQL backends.
     func cpuSnapshot() -> (workers: Double, bench: Double, redis: Double, postgres: [Int32: Double]) {
-        var backends: [Int32: Double] = [:]
-        let pids = (try? db.query("""
-            SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND backend_type = 'client backend'
-            """).rows.compactMap { $0[0].int.map { Int32($0) } }) ?? []
-        for pid in pids {
-            let command = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? ""
-            if command.hasPrefix("postgres"), let seconds = processCPUSeconds(pid) { backends[pid] = seconds }
-        }
-        return (workerPids.compactMap(processCPUSeconds).reduce(0, +), processCPUSeconds(getpid()) ?? 0,
-                processCPUSeconds(redisPid) ?? 0, backends)
+        let t = CPUTimes(pids: workerPids, redisPid: redisPid, db: db)
+        return (t.workers, t.bench, t.redis, t.backends)
     }
 
     /// `count` enrollments of contacts 1...count in `workflow`, the first due `leadSeconds` from now (whole

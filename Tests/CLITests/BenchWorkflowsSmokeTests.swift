@@ -71,4 +71,34 @@ import TestSupport
         #expect(Double(render["renders_per_s"] ?? "") ?? 0 > 0)
         #expect(stdout.contains("steps/s"))
     }
+
+    @Test func tinyBroadcastRunPrintsItsFigures() throws {
+        let directory = TestEnvironment.scratchDirectory + "/" + TestEnvironment.uniqueName("bench-broadcast")
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        var env = ProcessInfo.processInfo.environment
+        env["NURTURE_DATABASE_URL"] = try TestEnvironment.databaseURL()
+        env["NURTURE_LOG_LEVEL"] = "warning"
+        env["NURTURE_METRICS_PORT"] = nil
+        let child = try ChildProcess(executable: try Self.binary(),
+                                     arguments: ["bench", "broadcast", "--contacts", "1200", "--workers", "1", "--concurrency", "2",
+                                                 "--provider-batch", "100", "--batch-size", "300"],
+                                     environment: env, stdoutPath: directory + "/stdout", stderrPath: directory + "/stderr")
+        if !child.wait(milliseconds: 180_000) {
+            child.signal(SIGKILL)
+            child.wait()
+            throw Failure(description: "bench broadcast did not finish in 3 minutes")
+        }
+        let stdout = String(decoding: FileManager.default.contents(atPath: directory + "/stdout") ?? Data(), as: UTF8.self)
+        let stderr = String(decoding: FileManager.default.contents(atPath: directory + "/stderr") ?? Data(), as: UTF8.self)
+        #expect(child.exitCode == 0, "exit \(String(describing: child.exitCode))\n\(stdout)\n\(stderr)")
+        let line = try #require(Self.figures(stdout, bench: "broadcast"), "no broadcast line in:\n\(stdout)\n\(stderr)")
+        #expect(line["recipients"] == "1200")
+        #expect(line["batches"] == "4")
+        #expect(line["sink_messages"] == "1200")
+        #expect(line["accepted_rows"] == "1200")
+        #expect(line["duplicates"] == "0")
+        for key in ["snapshot_s", "enqueue_s", "deliver_s", "total_s", "messages_per_s"] {
+            #expect(Double(line[key] ?? "") != nil, "\(key) in \(line)")
+        }
+    }
 }
