@@ -113,8 +113,16 @@ public final class WorkflowRunner: Sendable {
             let now = businessNow()
             let catalog = try catalogs.current(on: db)
             let rules = try SlotCaches.current.rules.current(on: db)
-            let round = try db.transaction { db in
-                try decide(steps, catalog: catalog, rules: rules, now: now, on: db)
+            let round: Round
+            do {
+                round = try db.transaction { db in
+                    try decide(steps, catalog: catalog, rules: rules, now: now, on: db)
+                }
+            } catch {
+                if let e = error as? PostgresError, e.isTransient || e.kind == .connect || e.kind == .connectionLost { throw error }
+                // One enrollment's step fails (bad data, a failing SQL): the others of the batch must not wait on it.
+                steps = try isolate(steps, error: error, catalog: catalog, rules: rules, now: now, context: context, on: db)
+                continue
             }
             steps = round.continuing
             if !round.sends.isEmpty {
@@ -130,6 +138,46 @@ public final class WorkflowRunner: Sendable {
             let moves = current.filter { wanted[$0.id] == $0.stepSeq }.map { EnrollmentMove.postpone($0.id, until: now, countAttempt: false) }
             try enrollments.apply(moves: moves, logs: [], now: now, on: db)
         }
+    }
+
+    /// A step that failed this many times in a row (not a provider failure: those have their own limit) ends the
+    /// enrollment as `failed` with the error.
+    public static let maxStepErrors = 10
+
+    /// After a round failed: runs each enrollment's step alone; an enrollment whose step fails on its own is due
+    /// again after a backoff (attempts counted), and after `maxStepErrors` ends `failed` with the error. Returns the
+    /// enrollments whose next step runs now.
+    private func isolate(_ steps: [WorkflowStepJob.Step], error first: any Error, catalog: WorkflowCatalog, rules: BehaviourRules,
+                         now: Date, context: JobContext, on db: PostgresConnection) throws -> [WorkflowStepJob.Step] {
+        var next: [WorkflowStepJob.Step] = []
+        for step in steps {
+            let reason: String
+            if steps.count == 1 {
+                reason = "\(first)"
+            } else {
+                do {
+                    let round = try db.transaction { db in try decide([step], catalog: catalog, rules: rules, now: now, on: db) }
+                    next += round.continuing
+                    if !round.sends.isEmpty { next += try send(round.sends, catalog: catalog, context: context, now: { now }, on: db) }
+                    continue
+                } catch {
+                    if let e = error as? PostgresError, e.isTransient || e.kind == .connect || e.kind == .connectionLost { throw error }
+                    reason = "\(error)"
+                }
+            }
+            context.logger.error("workflow step failed", metadata: ["enrollment": "\(step.enrollment)", "error": "\(reason)"])
+            try db.transaction { db in
+                guard let e = try enrollments.lock([step.enrollment], on: db).first, e.state == "active", e.stepSeq == step.seq else { return }
+                if e.attempts + 1 >= Self.maxStepErrors {
+                    try enrollments.apply(moves: [.finish(e.id, state: "failed", reason: "step failed \(e.attempts + 1) times: \(reason)")],
+                                          logs: [EnrollmentStepLog(e, step: 0, outcome: "failed", detail: reason)], now: now, on: db)
+                } else {
+                    let backoff = MessageDispatch.retryDelay(attempts: e.attempts + 1, providerSaid: nil)
+                    try enrollments.apply(moves: [.postpone(e.id, until: now.addingTimeInterval(backoff), countAttempt: true)], logs: [], now: now, on: db)
+                }
+            }
+        }
+        return next
     }
 
     private let clockRefreshedAt = Atomic<Int64>(0)
