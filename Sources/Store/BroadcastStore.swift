@@ -153,7 +153,8 @@ public struct BroadcastStore: Sendable {
                       AND (SELECT count(*) FROM deliveries d WHERE d.contact_id = c.id AND d.channel = $3 AND d.category = 'marketing'
                              AND d.created_at > $6 AND d.status IN ('pending', 'accepted')) < $7
                       """ : "")
-                ), shuffled AS (
+                ), \(b.split != nil && b.templates.count > 1 ? """
+                shuffled AS (
                     SELECT contact_id, row_number() OVER (ORDER BY md5(contact_id::text || ':' || $1::text)) - 1 AS r, count(*) OVER () AS total
                     FROM aud
                 ), grouped AS (
@@ -162,7 +163,12 @@ public struct BroadcastStore: Sendable {
                     SELECT contact_id, variant,
                            (variant + 1) * \(Self.groupStride) + ((row_number() OVER (PARTITION BY variant ORDER BY contact_id)) - 1) / $5 AS batch
                     FROM grouped
-                ), ins AS (
+                ),
+                """ : """
+                numbered AS (
+                    SELECT contact_id, 0 AS variant, \(Self.groupStride) + (row_number() OVER (ORDER BY contact_id) - 1) / $5 AS batch FROM aud
+                ),
+                """) ins AS (
                     INSERT INTO broadcast_recipients (broadcast_id, contact_id, batch, variant)
                     SELECT $1, contact_id, batch, variant FROM numbered
                     RETURNING batch, variant

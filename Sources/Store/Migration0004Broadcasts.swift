@@ -21,6 +21,13 @@ ALTER TABLE broadcasts ADD COLUMN winner_at timestamptz;
 ALTER TABLE broadcasts ADD COLUMN paused_at timestamptz;
 ALTER TABLE broadcasts ADD COLUMN channel text;
 
+-- Settling a delivery (status, sent_at, lock) touches no indexed column and finds room in its page: a HOT update,
+-- no new index entries (a million-recipient broadcast settles a million rows). Per-broadcast counts scan the
+-- broadcast's rows by id.
+DROP INDEX deliveries_broadcast_idx;
+CREATE INDEX deliveries_broadcast_idx ON deliveries (broadcast_id) WHERE broadcast_id IS NOT NULL;
+ALTER TABLE deliveries SET (fillfactor = 70);
+
 -- Opens and clicks name the delivery they are about (reports and A/B winners count them per delivery).
 CREATE INDEX events_delivery_idx ON events ((properties->>'delivery_id')) WHERE properties ? 'delivery_id';
 """#)
