@@ -22,7 +22,8 @@ public struct EnrollmentMove: Sendable, Hashable {
     public var state: String?
     public var reason: String?
     /// Keep the enrollment leased (`leaseSeconds` more): its next step runs now, in the same job, and the scheduler
-    /// must not enqueue it meanwhile.
+    /// must not enqueue it meanwhile. Its `due_at` stays as it was (already past): the row's indexed columns do
+    /// not change, so the update is HOT (no new index entries).
     public var keepLeaseSeconds: Double? = nil
 
     /// To the next step; `keepLeaseSeconds` when the same job runs it now.
@@ -96,7 +97,8 @@ extension EnrollmentStore {
                     step_seq = CASE WHEN u.k IN ('advance', 'complete') THEN u.seq::int ELSE e.step_seq END,
                     step_path = CASE WHEN u.k = 'advance' THEN u.path ELSE e.step_path END,
                     state = CASE u.k WHEN 'complete' THEN 'completed' WHEN 'finish' THEN u.state ELSE e.state END,
-                    due_at = CASE WHEN u.k IN ('advance', 'postpone') THEN to_timestamp(u.due::float8) END,
+                    due_at = CASE WHEN u.k = 'advance' AND u.lease IS NOT NULL THEN COALESCE(e.due_at, to_timestamp(u.due::float8))
+                                  WHEN u.k IN ('advance', 'postpone') THEN to_timestamp(u.due::float8) END,
                     finished_at = CASE WHEN u.k IN ('complete', 'finish') THEN $9::timestamptz ELSE e.finished_at END,
                     exit_reason = CASE WHEN u.k = 'finish' THEN u.reason ELSE e.exit_reason END,
                     attempts = CASE WHEN u.k IN ('advance', 'complete') THEN 0 ELSE e.attempts + u.a::int END,
