@@ -140,15 +140,16 @@ public struct BroadcastStore: Sendable {
             let marketing = rules.category != "transactional"
             let addressColumn = rules.channel == "sms" ? "c.phone" : rules.channel == "email" ? "c.email" : "NULL"
             let result = try db.query("""
-                WITH aud AS (
+                WITH consent AS (
+                    -- The consent in force per contact for this category and channel (the latest record).
+                    SELECT DISTINCT ON (contact_id) contact_id, granted FROM consents
+                    WHERE category = $4 AND channel IN ($3, '*') ORDER BY contact_id, at DESC, id DESC
+                ), aud AS (
                     SELECT m.contact_id FROM segment_memberships m JOIN contacts c ON c.id = m.contact_id
-                    WHERE m.segment = $2 AND c.merged_into IS NULL AND c.erased_at IS NULL
-                      AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.channel = $3 AND x.address = lower(\(addressColumn)))
-                      \(marketing ? """
-                      AND c.unsubscribed_at IS NULL
-                      AND COALESCE((SELECT k.granted FROM consents k WHERE k.contact_id = c.id AND k.category = $4 AND k.channel IN ($3, '*')
-                                    ORDER BY k.at DESC, k.id DESC LIMIT 1), true)
-                      """ : "")
+                    LEFT JOIN suppressions x ON x.channel = $3 AND x.address = lower(\(addressColumn))
+                    \(marketing ? "LEFT JOIN consent k ON k.contact_id = c.id" : "")
+                    WHERE m.segment = $2 AND c.merged_into IS NULL AND c.erased_at IS NULL AND x.address IS NULL
+                      \(marketing ? "AND c.unsubscribed_at IS NULL AND k.granted IS NOT false" : "")
                       \(marketing && rules.cap != nil ? """
                       AND (SELECT count(*) FROM deliveries d WHERE d.contact_id = c.id AND d.channel = $3 AND d.category = 'marketing'
                              AND d.created_at > $6 AND d.status IN ('pending', 'accepted')) < $7
@@ -177,10 +178,11 @@ public struct BroadcastStore: Sendable {
                     SELECT $1, batch, CASE WHEN min(variant) < 0 THEN 'held' ELSE 'ready' END FROM ins GROUP BY batch
                     RETURNING 1
                 )
-                UPDATE broadcasts SET recipients = (SELECT count(*) FROM ins), started_at = $8, channel = $3,
-                       status = CASE WHEN (SELECT count(*) FROM ins) = 0 THEN 'completed' ELSE 'sending' END,
-                       finished_at = CASE WHEN (SELECT count(*) FROM ins) = 0 THEN $8::timestamptz END
-                WHERE id = $1
+                , total AS (SELECT count(*) AS n FROM ins)
+                UPDATE broadcasts SET recipients = total.n, started_at = $8, channel = $3,
+                       status = CASE WHEN total.n = 0 THEN 'completed' ELSE 'sending' END,
+                       finished_at = CASE WHEN total.n = 0 THEN $8::timestamptz END
+                FROM total WHERE id = $1
                 RETURNING recipients, (SELECT count(*) FROM batches)
                 """, [.int(id), .text(b.segment), .text(rules.channel), .text(rules.category), .int(Int64(max(1, rules.batchSize))),
                       .timestamp(now.addingTimeInterval(-(rules.cap?.periodSeconds ?? 0))), .int(Int64(rules.cap?.count ?? 0)),

@@ -15,6 +15,11 @@ CREATE TABLE broadcast_batches (
 );
 CREATE INDEX broadcast_batches_open_idx ON broadcast_batches (broadcast_id, state) WHERE state <> 'done';
 
+-- Recipients are read by batch; one index (the key) serves that and keeps a snapshot's insert cheap.
+ALTER TABLE broadcast_recipients DROP CONSTRAINT broadcast_recipients_pkey;
+DROP INDEX broadcast_recipients_batch_idx;
+ALTER TABLE broadcast_recipients ADD PRIMARY KEY (broadcast_id, batch, contact_id);
+
 -- A/B: the template that won (index into `templates`), when and why.
 ALTER TABLE broadcasts ADD COLUMN winner int;
 ALTER TABLE broadcasts ADD COLUMN winner_at timestamptz;
