@@ -147,4 +147,44 @@ import TestSupport
         #expect(try Self.count(h, "SELECT count(*) FROM deliveries WHERE broadcast_id = $1 AND template = 'news-b'", [.int(abID)]) == people * 3 / 4)
         #expect(try Self.count(h, "SELECT count(DISTINCT contact_id) FROM deliveries WHERE broadcast_id = $1", [.int(abID)]) == people)
     }
+
+    /// A provider that answers 503 delays messages and loses none: each recipient is delivered once when it is back.
+    @Test func aProviderThatIsDownDelaysAndNeverLosesOrDuplicates() async throws {
+        let h = try WorkflowHarness()
+        defer { h.cleanUp() }
+        h.emailPath = "/status/503"
+        let people = 60
+        try Self.setUp(h, people: people)
+        try h.start("scheduler", ["scheduler"])
+        try h.start("worker-1", ["worker", "--concurrency", "4"])
+        let out = try h.cli(["broadcast", "send", "--segment", "everyone", "--template", "news", "--batch-size", "20"])
+        let id = Int64(out.split(separator: "\n").first.map(String.init) ?? "") ?? 0
+        let deadline = monotonicMilliseconds() + 60_000
+        while monotonicMilliseconds() < deadline,
+              try Self.count(h, "SELECT count(*) FROM deliveries WHERE broadcast_id = $1 AND attempts >= 1 AND last_error IS NOT NULL", [.int(id)]) == 0 {
+            try await Task.sleep(nanoseconds: 200_000_000)
+        }
+        #expect(try Self.count(h, "SELECT count(*) FROM deliveries WHERE broadcast_id = $1 AND status <> 'pending'", [.int(id)]) == 0,
+                "nothing is settled while the provider answers 503")
+        // The provider comes back (a new provider version pointing at a healthy endpoint).
+        h.emailPath = "/email"
+        try h.cli(["apply", NurtureBinary.repositoryRoot + "/examples/providers.yaml"])
+        let healthy = try await waitForHealthy(h, people: people, within: 90)
+        #expect(healthy.count == people, "\(healthy.count) of \(people) delivered to the healthy endpoint")
+        #expect(Set(healthy).count == healthy.count, "a delivery id reached the healthy endpoint twice")
+        #expect(try Self.count(h, "SELECT count(*) FROM deliveries WHERE broadcast_id = $1 AND status = 'accepted'", [.int(id)]) == people)
+    }
+
+    /// Delivery ids the sink accepted at `/email` once `people` have arrived there (or the time is up).
+    func waitForHealthy(_ h: WorkflowHarness, people: Int, within seconds: Double) async throws -> [String] {
+        let deadline = monotonicMilliseconds() + Int64(seconds * 1000)
+        var ids: [String] = []
+        while monotonicMilliseconds() < deadline {
+            ids = try h.sunk().filter { $0.path == "/email" }.map(\.deliveryId)
+            if ids.count >= people { break }
+            try await Task.sleep(nanoseconds: 250_000_000)
+        }
+        try await Task.sleep(nanoseconds: 1_000_000_000)
+        return try h.sunk().filter { $0.path == "/email" }.map(\.deliveryId)
+    }
 }
