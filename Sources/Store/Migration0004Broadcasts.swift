@@ -19,6 +19,10 @@ CREATE INDEX broadcast_batches_open_idx ON broadcast_batches (broadcast_id, stat
 ALTER TABLE broadcast_recipients DROP CONSTRAINT broadcast_recipients_pkey;
 DROP INDEX broadcast_recipients_batch_idx;
 ALTER TABLE broadcast_recipients ADD PRIMARY KEY (broadcast_id, batch, contact_id);
+-- The snapshot inserts a million rows of one broadcast that it has just locked: a per-row foreign-key check
+-- cost 40 % of it (EXPLAIN ANALYZE at 300k recipients: 1.3 s of 3.5 s). Recipients go with their broadcast
+-- (nothing deletes broadcasts; anything that does must delete their recipients too).
+ALTER TABLE broadcast_recipients DROP CONSTRAINT broadcast_recipients_broadcast_id_fkey;
 
 -- A/B: the template that won (index into `templates`), when and why.
 ALTER TABLE broadcasts ADD COLUMN winner int;
