@@ -17,8 +17,9 @@ struct ReportCommand: AsyncParsableCommand {
               nurture report lifecycle --window 7d --json
               nurture report workflow welcome-series
               nurture report workflow welcome-series --json
+              nurture report broadcast 7 --conversion "Order Completed" --within 7d
             """,
-        subcommands: [ReportLifecycleCommand.self, ReportWorkflowCommand.self])
+        subcommands: [ReportLifecycleCommand.self, ReportWorkflowCommand.self, ReportBroadcastCommand.self])
 }
 
 /// `nurture report lifecycle`: per stage of the current lifecycle definition, how many contacts are in it, how
@@ -329,5 +330,126 @@ private struct WorkflowReportJSON: Encodable {
         try c.encode(counts.goalConversionRate, forKey: .goalConversionRate)
         try c.encode(counts.completionRate, forKey: .completionRate)
         try c.encode(steps.map(Step.init), forKey: .steps)
+    }
+}
+
+/// `nurture report broadcast ID`: what happened to a broadcast's messages (sent, accepted, failed by reason,
+/// opened, clicked, unsubscribed, converted), in total and per A/B variant.
+struct ReportBroadcastCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "broadcast",
+        abstract: "Broadcast metrics: sent, accepted, failed by reason, opened, clicked, unsubscribed, conversions; per A/B variant.",
+        discussion: """
+            Counts are of messages (one per recipient, ever); "unique" = distinct messages.
+              recipients     contacts in the audience snapshot
+              sent           a send was tried and is settled: accepted + failed
+              accepted       the provider accepted the message (delivered to it);
+                             the rate is of sent
+              failed         the provider refused it, retries ran out, or it did
+                             not render; listed by reason below the table
+              suppressed     not sent: suppressed address, unsubscribed, no
+                             consent, erased (checked again at send time)
+              skipped        not sent: no address, frequency cap, no template
+              pending        being sent or waiting for a retry
+              unprocessed    recipients whose batch has not run yet
+              opened         messages opened by a person (`Email Opened` events
+                             naming the message's delivery id); machine opens
+                             (mail privacy proxies, scanners: `machine: true`)
+                             are shown apart and never count as opens
+              clicked        messages clicked (`Email Clicked`); click-to-open =
+                             clicked / opened
+              unsubscribed   messages through which someone unsubscribed (an
+                             `Unsubscribed` event with the message's delivery id)
+              converted      with --conversion NAME: accepted messages whose
+                             recipient did NAME within --within (default 7d) of
+                             the message being accepted
+            Rates are of accepted messages unless said otherwise. An A/B test
+            (more than one --template) gets a column per variant (A, B, ...) and
+            one for the rest of the audience, who got the winner. "Now" is the
+            installation clock (see `nurture clock`).
+
+            Examples:
+              nurture report broadcast 7
+              nurture report broadcast 7 --conversion "Order Completed" --within 7d
+              nurture report broadcast 7 --json | jq '.variants[] | {label, template, open_rate, click_rate}'
+            """)
+    @OptionGroup var connection: ConnectionOptions
+    @Argument(help: "The broadcast's id (as printed by `nurture broadcast send`, or see `nurture broadcast list`).") var id: Int64
+    @Option(help: ArgumentHelp("Count recipients who did this event after the message as conversions.", valueName: "EVENT"))
+    var conversion: String?
+    @Option(help: ArgumentHelp("The conversion window after the message was accepted: 7d, 24h, 30m, ... (default 7d).",
+                               valueName: "DURATION"))
+    var within: String?
+    @Flag(help: "Print JSON.") var json = false
+
+    func validate() throws {
+        if id <= 0 { throw ValidationError("the broadcast id must be a positive number") }
+        if let conversion, conversion.isEmpty { throw ValidationError("--conversion needs an event name") }
+        if let within {
+            guard conversion != nil else { throw ValidationError("--within needs --conversion EVENT") }
+            if try parseDuration(within, flag: "--within") <= 0 { throw ValidationError("--within must be positive") }
+        }
+    }
+
+    func run() async throws {
+        let rule = try conversion.map { BroadcastConversionRule(event: $0, withinMilliseconds: try parseDuration(within ?? "7d", flag: "--within")) }
+        let config = try connection.config()
+        let db = try connection.database(config)
+        defer { db.close() }
+        let now = try ContactsCLI.clock(config, db).now()
+        guard let report = try BroadcastReportStore().report(id, conversion: rule, now: now, on: db) else {
+            throw UserError("no broadcast \(id) (see `nurture broadcast list`)")
+        }
+        if json {
+            try printJSON(report)
+            return
+        }
+        let split = report.split.map { "; split \($0.map(String.init).joined(separator: ","))" } ?? ""
+        print("broadcast \(report.broadcast) \"\(report.name)\" (\(report.status)); segment \(report.segment); "
+              + "template\(report.templates.count == 1 ? "" : "s") \(report.templates.joined(separator: ", "))\(split)"
+              + (report.templates.count > 1 ? "; winner \(report.winner ?? "not chosen yet")" : ""))
+        print("created \(ContactsCLI.iso(report.createdAt)); started \(ContactsCLI.iso(report.startedAt)); "
+              + "finished \(ContactsCLI.iso(report.finishedAt)); report at \(ContactsCLI.iso(report.now))")
+        if let rule = report.conversion {
+            print("conversion: \"\(rule.event)\" within \(DurationText.format(milliseconds: rule.withinMilliseconds)) of the message being accepted")
+        }
+        print("")
+        let columns = [report.totals] + report.variants.map(\.figures)
+        var header = ["", report.variants.isEmpty ? "count" : "all"]
+        header += report.variants.map { v in
+            v.variant.map { $0 >= 0 } == true ? "\(v.label) \(v.template ?? "?")" : v.variant == -1 ? "rest → \(v.template ?? "winner")" : v.label
+        }
+        func row(_ name: String, _ value: (BroadcastFigures) -> String) -> [String] { [name] + columns.map(value) }
+        func count(_ n: Int64, _ rate: Double?) -> String { "\(n)" + (rate.map { " (\(ReportLifecycleCommand.percent($0)))" } ?? "") }
+        var rows = [
+            row("recipients") { "\($0.recipients)" },
+            row("sent") { "\($0.sent)" },
+            row("accepted") { count($0.accepted, $0.deliveryRate) },
+            row("failed") { count($0.failed, $0.sent > 0 ? Double($0.failed) / Double($0.sent) : nil) },
+            row("suppressed") { "\($0.suppressed)" },
+            row("skipped") { "\($0.skipped)" },
+            row("pending") { "\($0.pending)" },
+            row("unprocessed") { "\($0.unprocessed)" },
+            row("opened") { count($0.uniqueOpens, $0.openRate) },
+            row("opens (total)") { "\($0.opens)" },
+            row("machine opens") { "\($0.machineOpens) (\($0.machineOpened) messages)" },
+            row("clicked") { count($0.uniqueClicks, $0.clickRate) },
+            row("clicks (total)") { "\($0.clicks)" },
+            row("click-to-open") { ReportLifecycleCommand.percent($0.clickToOpenRate) },
+            row("unsubscribed") { count($0.unsubscribed, $0.unsubscribeRate) },
+        ]
+        if report.conversion != nil {
+            rows.append(row("converted") { count($0.converted ?? 0, $0.conversionRate) })
+            if report.totals.conversionWindowOpen ?? 0 > 0 {
+                rows.append(row("window still open") { "\($0.conversionWindowOpen ?? 0)" })
+            }
+        }
+        printTable(header, rows)
+        for (title, reasons) in [("failed by reason", report.totals.failures), ("not sent, by reason", report.totals.notSent)]
+        where !reasons.isEmpty {
+            print("")
+            print(title)
+            printTable(["status", "messages", "reason"], reasons.map { [$0.status.isEmpty ? "-" : $0.status, String($0.count), $0.reason.isEmpty ? "(none recorded)" : $0.reason] })
+        }
     }
 }
