@@ -65,9 +65,17 @@ let package = Package(
             .product(name: "UnixSignals", package: "swift-service-lifecycle"),
         ], swiftSettings: swiftSettings),
 
+        // ── web: the public endpoints (unsubscribe, preference centre, open pixel, click redirect) ──
+        .target(name: "Web", dependencies: [
+            "Runtime", "NurtureCore", "Redis", "Postgres", "Store", "Domain", "Channels",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ], swiftSettings: swiftSettings),
+
         // ── the one binary ──
         .executableTarget(name: "nurture", dependencies: [
-            "Runtime", "NurtureCore", "Redis", "Postgres", "Transport", "JobQueue", "Store", "Domain", "Channels",
+            "Runtime", "Web", "NurtureCore", "Redis", "Postgres", "Transport", "JobQueue", "Store", "Domain", "Channels",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Hummingbird", package: "hummingbird"),
@@ -95,6 +103,8 @@ let package = Package(
                     swiftSettings: swiftSettings),
         .testTarget(name: "WorkflowTests", dependencies: ["Runtime", "Store", "Domain", "Channels", "Redis", "Postgres", "JobQueue", "NurtureCore", "TestSupport"],
                     swiftSettings: swiftSettings),
+        .testTarget(name: "WebTests", dependencies: ["Web", "Runtime", "Store", "Domain", "Channels", "Redis", "Postgres", "NurtureCore", "TestSupport", "Transport"],
+                    exclude: ["Fixtures"], swiftSettings: swiftSettings),
         .testTarget(name: "ExpressionSQLTests", dependencies: ["Domain", "Store", "Postgres", "TestSupport"], swiftSettings: swiftSettings),
     ]
 )

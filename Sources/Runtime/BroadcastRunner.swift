@@ -222,7 +222,8 @@ public final class BroadcastRunner: Sendable {
                     let envelope = Envelope(deliveryId: delivery.id, to: r.address, contactId: r.contactKey,
                                             from: r.template.from ?? r.provider.from ?? catalog.settings?.from,
                                             source: .broadcast(id: b.id, name: b.name), unsubscribeURL: unsubscribe)
-                    let message = try MessageComposer.compose(r.template, context: context, envelope: envelope, now: now)
+                    var message = try MessageComposer.compose(r.template, context: context, envelope: envelope, now: now)
+                    LinkTracking.apply(to: &message, template: r.template, contactId: r.contact, links: links)
                     return DispatchItem(deliveryId: delivery.id, attempts: delivery.attempts, provider: r.provider, message: message, failure: nil)
                 } catch {
                     return DispatchItem(deliveryId: delivery.id, attempts: delivery.attempts, provider: r.provider, message: nil,

@@ -25,7 +25,8 @@ extension WorkflowRunner {
                 let envelope = Envelope(deliveryId: plan.delivery.id, to: plan.address, contactId: plan.contactKey,
                                         from: plan.template.from ?? plan.provider.from ?? catalog.settings?.from,
                                         source: .workflow(name: plan.workflow.name, step: plan.number), unsubscribeURL: unsubscribe)
-                let message = try MessageComposer.compose(plan.template, context: context, envelope: envelope, now: renderNow)
+                var message = try MessageComposer.compose(plan.template, context: context, envelope: envelope, now: renderNow)
+                LinkTracking.apply(to: &message, template: plan.template, contactId: e.contactId, links: links)
                 return DispatchItem(deliveryId: plan.delivery.id, attempts: plan.delivery.attempts, provider: plan.provider, message: message, failure: nil)
             } catch {
                 // A template that does not render will not render on retry either.

@@ -11,7 +11,7 @@ struct Nurture: AsyncParsableCommand {
         commandName: "nurture",
         abstract: "Self-hosted marketing automation: events in, the right message out, exactly once.",
         discussion: """
-            Long-running roles: scheduler, worker. Definitions: validate, apply. People: events, contacts, segments,
+            Long-running roles: scheduler, worker, web. Definitions: validate, apply. People: events, contacts, segments,
             report. Campaigns: workflows, broadcast. Operations: migrate, jobs, queues, dlq, clock, templates, bench.
             Configuration comes from the environment (NURTURE_REDIS_URL, NURTURE_DATABASE_URL, NURTURE_NAMESPACE,
             NURTURE_LOG_LEVEL, NURTURE_METRICS_PORT, ...; see README): flags override it.
@@ -22,7 +22,7 @@ struct Nurture: AsyncParsableCommand {
             MigrateCommand.self, SchedulerCommand.self, WorkerCommand.self,
             JobsCommand.self, QueuesCommand.self, DLQCommand.self, ClockCommand.self, BenchCommand.self, TemplatesCommand.self,
             ValidateCommand.self, ApplyCommand.self, EventsCommand.self, ContactsCommand.self, SegmentsCommand.self, ReportCommand.self,
-            WorkflowsCommand.self, BroadcastCommand.self, SinkCommand.self,
+            WorkflowsCommand.self, BroadcastCommand.self, SinkCommand.self, WebCommand.self,
         ]
     )
 }

@@ -51,7 +51,7 @@ import TestSupport
         let people = 400
         try Self.setUp(h, people: people)
         // Enqueued while no worker runs; then two people opt out before their batch is sent.
-        let out = try h.cli(["broadcast", "send", "--segment", "everyone", "--template", "news", "--rate", "100/s", "--batch-size", "20"])
+        let out = try h.cli(["broadcast", "send", "--segment", "everyone", "--template", "news", "--rate", "40/s", "--batch-size", "20"])
         let id = Int64(out.split(separator: "\n").first.map(String.init) ?? "") ?? 0
         #expect(id > 0, "broadcast send printed \(out)")
         #expect(try Self.count(h, "SELECT recipients FROM broadcasts WHERE id = $1", [.int(id)]) == people)
@@ -61,7 +61,9 @@ import TestSupport
         try h.start("scheduler", ["scheduler"])
         try h.start("worker-1", ["worker", "--concurrency", "4", "--lease", "2s"])
         try h.start("worker-2", ["worker", "--concurrency", "4", "--lease", "2s"])
-        try await Task.sleep(nanoseconds: 800_000_000)
+        // Pause once sending is under way (not after a fixed time: a loaded machine starts workers slowly).
+        let started = monotonicMilliseconds() + 60_000
+        while monotonicMilliseconds() < started, try h.sunk().count < 20 { try await Task.sleep(nanoseconds: 50_000_000) }
 
         // Pause: sending stops within a second and stays stopped.
         try h.cli(["broadcast", "pause", String(id)])

@@ -12,20 +12,6 @@ struct HarnessFailure: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// The built `nurture` binary: `NURTURE_BINARY`, else `<repo>/.build/debug/nurture`.
-enum NurtureBinary {
-    static var repositoryRoot: String {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
-    }
-
-    static func path() throws -> String {
-        let candidates = [ProcessInfo.processInfo.environment["NURTURE_BINARY"], repositoryRoot + "/.build/debug/nurture"]
-            .compactMap { $0 }.filter { !$0.isEmpty }
-        for path in candidates where FileManager.default.isExecutableFile(atPath: path) { return path }
-        throw HarnessFailure("the nurture binary is missing (looked at \(candidates.joined(separator: ", "))): build it with `swift build` (ops/test does)")
-    }
-}
-
 /// One message as the sink received it, tied back to its delivery row.
 struct SunkMessage: Hashable, CustomStringConvertible {
     let path: String

@@ -4,15 +4,18 @@
 
 NURTURE_APT_PACKAGES=(redis-server redis-tools postgresql libhiredis-dev libpq-dev libcurl4-openssl-dev
                       pkg-config python3 python3-aiosmtpd curl)
+# What only the tests and benchmarks need: headless Chromium (the preference-centre browser test) and wrk.
+NURTURE_TEST_APT_PACKAGES=(chromium wrk)
 
 log() { printf '\033[1m==>\033[0m %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 sudo_if_needed() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
+# ensure_packages [EXTRA_PACKAGE...]: installs what is missing of NURTURE_APT_PACKAGES and the extras.
 ensure_packages() {
     local missing=()
-    for p in "${NURTURE_APT_PACKAGES[@]}"; do
+    for p in "${NURTURE_APT_PACKAGES[@]}" "$@"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
     done
     if [ ${#missing[@]} -gt 0 ]; then

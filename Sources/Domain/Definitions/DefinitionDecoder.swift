@@ -257,7 +257,7 @@ final class DefinitionDecoder {
 
     func template(_ node: DNode) -> TemplateDefinition? {
         guard let f = mapping(node, "template", allowed: ["kind", "name", "channel", "category", "provider", "from", "subject",
-                                                          "html", "text", "body"],
+                                                          "html", "text", "body", "tracking", "utm"],
                               required: ["name", "channel"]) else { return nil }
         let name = name(f["name"])
         let channel = choice(f["channel"], "channel", Channel.self)
@@ -281,9 +281,39 @@ final class DefinitionDecoder {
                 if !f.has("body") { error("a webhook template needs 'body' (the request body)", at: f.at) }
             }
         }
+        let tracking = trackingOptions(f)
         guard let name, let channel, let category else { return nil }
-        return TemplateDefinition(name: name, channel: channel, category: category, provider: f["provider"].flatMap { self.name($0, "provider") },
-                                  from: string(f["from"], "from"), subject: subject, html: html, text: text, body: body)
+        var template = TemplateDefinition(name: name, channel: channel, category: category, provider: f["provider"].flatMap { self.name($0, "provider") },
+                                          from: string(f["from"], "from"), subject: subject, html: html, text: text, body: body)
+        (template.trackOpens, template.trackClicks, template.utm) = tracking
+        return template
+    }
+
+    /// `tracking: false | true | {opens: BOOL, clicks: BOOL}` and `utm: {source: .., medium: .., campaign: .., term: .., content: ..}`.
+    func trackingOptions(_ f: Fields) -> (opens: Bool, clicks: Bool, utm: [String: String]) {
+        var opens = true, clicks = true
+        func flag(_ node: DNode, _ field: String) -> Bool? {
+            guard case .scalar(let text, .bool, _, _, _) = node else {
+                error("'\(field)' must be true or false, found \(node.typeName)", at: node.position)
+                return nil
+            }
+            return ["true", "True", "TRUE"].contains(text)
+        }
+        if let t = f["tracking"] {
+            if case .mapping = t {
+                if let tf = mapping(t, "tracking", allowed: ["opens", "clicks"]) {
+                    if let o = tf["opens"] { opens = flag(o, "opens") ?? true }
+                    if let c = tf["clicks"] { clicks = flag(c, "clicks") ?? true }
+                }
+            } else if let on = flag(t, "tracking") {
+                opens = on; clicks = on
+            }
+        }
+        var utm: [String: String] = [:]
+        if let u = f["utm"], let uf = mapping(u, "utm", allowed: ["source", "medium", "campaign", "term", "content"]) {
+            for pair in uf.pairs { if let v = string(pair.value, pair.key) { utm["utm_" + pair.key] = v } }
+        }
+        return (opens, clicks, utm)
     }
 
     func scoring(_ node: DNode) -> ScoringDefinition? {

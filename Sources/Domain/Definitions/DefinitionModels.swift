@@ -84,6 +84,12 @@ public struct TemplateDefinition: Sendable {
     public let html: LiquidTemplate?
     public let text: LiquidTemplate?
     public let body: LiquidTemplate?
+    /// Email: a 1×1 open pixel is injected (`tracking: false` or `tracking: {opens: false}` turns it off).
+    public var trackOpens: Bool = true
+    /// Email: links are rewritten to signed click redirects (`tracking: false` or `tracking: {clicks: false}`).
+    public var trackClicks: Bool = true
+    /// `utm: {source: newsletter, campaign: spring}`: added to tracked links' destinations as `utm_<name>`.
+    public var utm: [String: String] = [:]
 }
 
 // MARK: - scoring

@@ -760,3 +760,9 @@ extension LiquidRenderer {
         }
     }
 }
+
+/// HTML escaping for text and attribute values (`& < > " '`): the same as Liquid's `escape` filter and html
+/// auto-escaping, for code that writes HTML itself (link tracking, the web pages).
+public enum HTMLText {
+    public static func escape(_ text: String) -> String { LiquidFilters.htmlEscape(text) }
+}
