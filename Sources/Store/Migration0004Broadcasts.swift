@@ -36,6 +36,11 @@ ALTER TABLE broadcasts ADD COLUMN channel text;
 DROP INDEX deliveries_broadcast_idx;
 CREATE INDEX deliveries_broadcast_idx ON deliveries (broadcast_id) WHERE broadcast_id IS NOT NULL;
 ALTER TABLE deliveries SET (fillfactor = 70);
+-- Fewer indexes to write per message (every workflow send and broadcast recipient inserts a delivery): frequency
+-- caps read a contact's recent deliveries through deliveries_contact_idx (contact_id, created_at), a handful of
+-- rows per contact; nothing but benchmarks looked deliveries up by source.
+DROP INDEX deliveries_caps_idx;
+DROP INDEX deliveries_source_idx;
 
 -- Opens and clicks name the delivery they are about (reports and A/B winners count them per delivery).
 CREATE INDEX events_delivery_idx ON events ((properties->>'delivery_id')) WHERE properties ? 'delivery_id';
