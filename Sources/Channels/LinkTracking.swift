@@ -37,13 +37,38 @@ public enum LinkTracking {
         if trackOpens {
             let pixel = "<img src=\"\(links.openPixelURL(contactId: contactId, deliveryId: deliveryId, expiresAt: expiresAt))\" "
                 + "width=\"1\" height=\"1\" alt=\"\" style=\"display:block;border:0;width:1px;height:1px\">"
-            if let body = out.range(of: "</body", options: [.caseInsensitive, .backwards]) {
-                out.insert(contentsOf: pixel, at: body.lowerBound)
+            if let offset = lastClosingBody(out) {
+                var bytes = Array(out.utf8)
+                bytes.insert(contentsOf: Array(pixel.utf8), at: offset)
+                out = String(decoding: bytes, as: UTF8.self)
             } else {
                 out += pixel
             }
         }
         return out
+    }
+
+    /// The UTF-8 offset of the last `</body` (any case), scanning bytes (Foundation's case-insensitive backwards
+    /// search cost more than the rest of the rewrite).
+    static func lastClosingBody(_ html: String) -> Int? {
+        let needle: [UInt8] = Array("</body".utf8)
+        return html.utf8.withContiguousStorageIfAvailable { bytes -> Int? in
+            guard bytes.count >= needle.count else { return nil }
+            var i = bytes.count - needle.count
+            while i >= 0 {
+                if bytes[i] == 0x3C && bytes[i + 1] == 0x2F {
+                    var match = true
+                    for k in 2..<needle.count where bytes[i + k] | 0x20 != needle[k] { match = false; break }
+                    if match { return i }
+                }
+                i -= 1
+            }
+            return nil
+        } ?? {
+            var copy = html
+            copy.makeContiguousUTF8()
+            return lastClosingBody(copy)
+        }()
     }
 
     /// `utm_campaign=spring&utm_source=newsletter` (names sorted, values percent-encoded): what click tokens carry.
