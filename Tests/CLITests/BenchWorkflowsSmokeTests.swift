@@ -34,25 +34,30 @@ import TestSupport
         return nil
     }
 
-    @Test func tinyRunPrintsItsFigures() throws {
-        let directory = TestEnvironment.scratchDirectory + "/" + TestEnvironment.uniqueName("bench-workflows")
+    /// Runs the binary with `arguments` against the test database (3 minutes at most); returns stdout and stderr
+    /// after checking it exited 0.
+    static func run(_ arguments: [String], scratch: String) throws -> (String, String) {
+        let directory = TestEnvironment.scratchDirectory + "/" + TestEnvironment.uniqueName(scratch)
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         var env = ProcessInfo.processInfo.environment
         env["NURTURE_DATABASE_URL"] = try TestEnvironment.databaseURL()
         env["NURTURE_LOG_LEVEL"] = "warning"
         env["NURTURE_METRICS_PORT"] = nil
-        let child = try ChildProcess(executable: try Self.binary(),
-                                     arguments: ["bench", "workflows", "--contacts", "50", "--workers", "1", "--concurrency", "4",
-                                                 "--paced-rate", "100", "--paced-seconds", "1", "--renders", "2000", "--stall-seconds", "30"],
-                                     environment: env, stdoutPath: directory + "/stdout", stderrPath: directory + "/stderr")
+        let child = try ChildProcess(executable: try binary(), arguments: arguments, environment: env,
+                                     stdoutPath: directory + "/stdout", stderrPath: directory + "/stderr")
         if !child.wait(milliseconds: 180_000) {
             child.signal(SIGKILL)
             child.wait()
-            throw Failure(description: "bench workflows did not finish in 3 minutes")
+            throw Failure(description: "\(arguments.prefix(2).joined(separator: " ")) did not finish in 3 minutes")
         }
         let stdout = String(decoding: FileManager.default.contents(atPath: directory + "/stdout") ?? Data(), as: UTF8.self)
         let stderr = String(decoding: FileManager.default.contents(atPath: directory + "/stderr") ?? Data(), as: UTF8.self)
         #expect(child.exitCode == 0, "exit \(String(describing: child.exitCode))\n\(stdout)\n\(stderr)")
+        return (stdout, stderr)
+    }
+
+    @Test func tinyRunPrintsItsFigures() throws {
+        let (stdout, stderr) = try Self.run(["bench", "workflows", "--contacts", "50", "--workers", "1", "--concurrency", "4", "--paced-rate", "100", "--paced-seconds", "1", "--renders", "2000", "--stall-seconds", "30"], scratch: "bench-workflows")
 
         let burst = try #require(Self.figures(stdout, bench: "workflows", phase: "burst"), "no burst line in:\n\(stdout)\n\(stderr)")
         #expect(burst["contacts"] == "50")
@@ -73,24 +78,7 @@ import TestSupport
     }
 
     @Test func tinyBroadcastRunPrintsItsFigures() throws {
-        let directory = TestEnvironment.scratchDirectory + "/" + TestEnvironment.uniqueName("bench-broadcast")
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        var env = ProcessInfo.processInfo.environment
-        env["NURTURE_DATABASE_URL"] = try TestEnvironment.databaseURL()
-        env["NURTURE_LOG_LEVEL"] = "warning"
-        env["NURTURE_METRICS_PORT"] = nil
-        let child = try ChildProcess(executable: try Self.binary(),
-                                     arguments: ["bench", "broadcast", "--contacts", "1200", "--workers", "1", "--concurrency", "2",
-                                                 "--provider-batch", "100", "--batch-size", "300"],
-                                     environment: env, stdoutPath: directory + "/stdout", stderrPath: directory + "/stderr")
-        if !child.wait(milliseconds: 180_000) {
-            child.signal(SIGKILL)
-            child.wait()
-            throw Failure(description: "bench broadcast did not finish in 3 minutes")
-        }
-        let stdout = String(decoding: FileManager.default.contents(atPath: directory + "/stdout") ?? Data(), as: UTF8.self)
-        let stderr = String(decoding: FileManager.default.contents(atPath: directory + "/stderr") ?? Data(), as: UTF8.self)
-        #expect(child.exitCode == 0, "exit \(String(describing: child.exitCode))\n\(stdout)\n\(stderr)")
+        let (stdout, stderr) = try Self.run(["bench", "broadcast", "--contacts", "1200", "--workers", "1", "--concurrency", "2", "--provider-batch", "100", "--batch-size", "300"], scratch: "bench-broadcast")
         let line = try #require(Self.figures(stdout, bench: "broadcast"), "no broadcast line in:\n\(stdout)\n\(stderr)")
         #expect(line["recipients"] == "1200")
         #expect(line["batches"] == "4")
