@@ -49,10 +49,10 @@ public struct BehaviourScan: Sendable {
     /// import, which changes contacts without events).
     public func run(now: Date, on db: PostgresConnection, logger: Logger? = nil, everything: Bool = false) throws -> BehaviourScanReport {
         var report = BehaviourScanReport()
-        guard try db.query("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", [.text(Self.lockKey)]).rows.first?[0].bool == true else {
+        guard try db.query("SELECT pg_try_advisory_lock(hashtextextended(current_schema() || ':' || $1, 0))", [.text(Self.lockKey)]).rows.first?[0].bool == true else {
             return report
         }
-        defer { _ = try? db.query("SELECT pg_advisory_unlock(hashtextextended($1, 0))", [.text(Self.lockKey)]) }
+        defer { _ = try? db.query("SELECT pg_advisory_unlock(hashtextextended(current_schema() || ':' || $1, 0))", [.text(Self.lockKey)]) }
         report.ran = true
         let rules = try BehaviourRules.load(on: db)
         var state: [String: (fingerprint: String, at: Date)] = [:]

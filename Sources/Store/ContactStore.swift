@@ -483,7 +483,7 @@ public struct ContactStore: Sendable {
                 // Serialise with ingesters and other imports on the same identities (as IngestStore does).
                 ("""
                  SELECT count(pg_advisory_xact_lock(h)) FROM (
-                     SELECT DISTINCT hashtextextended('nurture.identity:' || v, 0) AS h
+                     SELECT DISTINCT hashtextextended(current_schema() || ':nurture.identity:' || v, 0) AS h
                      FROM nurture_contact_import_rows s CROSS JOIN LATERAL (VALUES (s.xid), (s.email)) AS x(v)
                      WHERE v IS NOT NULL ORDER BY 1) AS l
                  """, []),

@@ -203,6 +203,6 @@ public struct DefinitionStore: Sendable {
     }
 
     private func lock(_ db: PostgresConnection) throws {
-        _ = try db.query("SELECT pg_advisory_xact_lock(hashtext('nurture.definitions.apply'))")
+        _ = try db.query("SELECT pg_advisory_xact_lock(hashtext(current_schema() || ':nurture.definitions.apply'))")
     }
 }

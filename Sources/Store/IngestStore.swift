@@ -141,7 +141,7 @@ public struct IngestStore: Sendable {
         let userIDs = lookupKinds.indices.filter { lookupKinds[$0] == "user_id" }.map { lookupValues[$0] }
         let anonymousIDs = lookupKinds.indices.filter { lookupKinds[$0] == "anonymous_id" }.map { lookupValues[$0] }
         let claim = try db.pipeline([
-            ("SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT DISTINCT hashtextextended('nurture.identity:' || v, 0) AS h FROM unnest($1::text[]) AS v ORDER BY 1) AS s",
+            ("SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT DISTINCT hashtextextended(current_schema() || ':nurture.identity:' || v, 0) AS h FROM unnest($1::text[]) AS v ORDER BY 1) AS s",
              [.textArray(lockNames.sorted().map { Optional($0) })]),
             ("""
              INSERT INTO event_message_ids (message_id, event_id, occurred_at)
