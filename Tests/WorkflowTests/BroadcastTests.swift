@@ -58,9 +58,8 @@ import TestSupport
         try h.db.execute("UPDATE contacts SET unsubscribed_at = now() WHERE external_id = 'b7'")
         try h.db.execute("INSERT INTO suppressions (channel, address, reason, created_at) VALUES ('email', 'b8@example.com', 'bounce', now())")
 
-        // Paused before any worker runs (deterministic on a loaded machine): its enqueued batch jobs send nothing.
-        // (Pausing mid-send was flaky under the full parallel suite — the broadcast was already completed when the
-        // pause CLI ran; see the session note.)
+        // Paused before any worker runs: its enqueued batch jobs send nothing. (A pause mid-send is
+        // `aPauseMidSendStopsSendingWithinASecond`.)
         try h.cli(["broadcast", "pause", String(id)])
         try h.start("scheduler", ["scheduler"])
         try h.start("worker-1", ["worker", "--concurrency", "4", "--lease", "2s"])
@@ -88,6 +87,37 @@ import TestSupport
         #expect(try Self.count(h, "SELECT count(*) FROM deliveries WHERE broadcast_id = $1 AND status = 'suppressed'", [.int(id)]) == 2)
         let status = try h.cli(["broadcast", "status", String(id), "--json"])
         #expect(status.contains("\"sent\" : \(people - 2)") || status.contains("\"sent\":\(people - 2)"), "status: \(status)")
+    }
+
+    /// A pause while messages go out: sending stops within about a second and stays stopped; a resume sends the
+    /// rest, once each.
+    @Test func aPauseMidSendStopsSendingWithinASecond() async throws {
+        let h = try WorkflowHarness()
+        defer { h.cleanUp() }
+        h.emailPath = "/slow/5"
+        let people = 300   // at 20/s: 15 s of sending; the pause comes after about half a second of it
+        try Self.setUp(h, people: people)
+        try h.start("scheduler", ["scheduler"])
+        try h.start("worker-1", ["worker", "--concurrency", "4"])
+        try h.start("worker-2", ["worker", "--concurrency", "4"])
+        let out = try h.cli(["broadcast", "send", "--segment", "everyone", "--template", "news", "--rate", "20/s", "--batch-size", "10"])
+        let id = Int64(out.split(separator: "\n").first.map(String.init) ?? "") ?? 0
+        let started = monotonicMilliseconds() + 60_000
+        while monotonicMilliseconds() < started, try h.sunk().count < 10 { try await Task.sleep(nanoseconds: 50_000_000) }
+        let before = try h.sunk().count
+        let state = try h.db.query("""
+            SELECT b.status, (SELECT count(*) FROM broadcast_batches x WHERE x.broadcast_id = b.id AND x.state = 'done'),
+                   (SELECT count(*) FROM deliveries d WHERE d.broadcast_id = b.id AND d.status = 'accepted')
+            FROM broadcasts b WHERE b.id = $1
+            """, [.int(id)]).rows.first
+        let paused = try h.cli(["broadcast", "pause", String(id)])
+        try await Task.sleep(nanoseconds: 1_500_000_000)
+        let atPause = try h.sunk().count
+        try await Task.sleep(nanoseconds: 2_000_000_000)
+        #expect(try h.sunk().count == atPause, "messages went out while paused")
+        #expect(atPause < people, "sunk \(before) then \(atPause); at pause: \(String(describing: state)); pause said \(paused)")
+        try h.cli(["broadcast", "resume", String(id)])
+        try await h.expectUnique((0..<people).map { "b\($0) news" }, within: 120, "broadcast \(id) after a pause mid-send")
     }
 
     @Test func aScheduledBroadcastStartsAtItsTimeAndAnABTestSendsTheWinnerToTheRest() async throws {
