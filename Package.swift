@@ -23,6 +23,7 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
     ],
     targets: [
         // ── C system libraries (Debian: libhiredis-dev, libpq-dev, libcurl4-openssl-dev) ──
@@ -52,7 +53,10 @@ let package = Package(
         .target(name: "Channels", dependencies: ["Domain", "Transport", "NurtureCore"], swiftSettings: swiftSettings),
 
         // ── pure domain logic: no I/O ──
-        .target(name: "Domain", dependencies: [.product(name: "Yams", package: "Yams")], swiftSettings: swiftSettings),
+        .target(name: "Domain", dependencies: [
+            .product(name: "Yams", package: "Yams"),
+            .product(name: "Crypto", package: "swift-crypto"),   // SHA-256 / HMAC (BoringSSL's, assembly)
+        ], swiftSettings: swiftSettings),
 
         // ── runtime: config, clock, logging, services ──
         .target(name: "Runtime", dependencies: [

@@ -103,11 +103,11 @@ extension DeliveryStore {
             INSERT INTO deliveries (id, dedupe_key, contact_id, channel, category, template, template_version, provider, source_kind,
                                     source_name, step, enrollment_id, broadcast_id, status, last_error, created_at, updated_at,
                                     locked_until, attempts)
-            SELECT gen_random_uuid(), u.k, u.c, u.ch, u.cat, u.t, u.tv::int, u.p, u.sk, u.sn, u.st::int, u.e, u.b, u.s, u.r, $15, $15,
+            SELECT u.id::uuid, u.k, u.c, u.ch, u.cat, u.t, u.tv::int, u.p, u.sk, u.sn, u.st::int, u.e, u.b, u.s, u.r, $15, $15,
                    clock_timestamp() + make_interval(secs => $16::float8), CASE WHEN $16::float8 IS NULL THEN 0 ELSE 1 END
             FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::text[], $8::text[], $9::text[],
-                        $10::int8[], $11::int8[], $12::int8[], $13::text[], $14::text[]) WITH ORDINALITY
-                 AS u(k, c, ch, cat, t, tv, p, sk, sn, st, e, b, s, r, n)
+                        $10::int8[], $11::int8[], $12::int8[], $13::text[], $14::text[], $17::text[]) WITH ORDINALITY
+                 AS u(k, c, ch, cat, t, tv, p, sk, sn, st, e, b, s, r, id, n)
             ORDER BY u.n
             ON CONFLICT (dedupe_key) DO NOTHING
             \(lockSeconds == nil ? "" : "RETURNING dedupe_key, id::text")
@@ -118,7 +118,7 @@ extension DeliveryStore {
              .textArray(intents.map { $0.sourceKind }), .textArray(intents.map { $0.sourceName }),
              .intArray(intents.map { $0.step.map(Int64.init) }), .intArray(intents.map { $0.enrollmentId }),
              .intArray(intents.map { $0.broadcastId }), .textArray(rows.map { $0.status }), .textArray(rows.map { $0.reason }),
-             .timestamp(now), lockSeconds.map { .double($0) } ?? .null])
+             .timestamp(now), lockSeconds.map { .double($0) } ?? .null, .textArray(intents.map { _ in DeliveryID.next() })])
     }
 
     /// Records deliveries decided without a provider call (`suppressed`, `skipped`), unless they exist.
