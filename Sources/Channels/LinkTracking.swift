@@ -84,22 +84,48 @@ public enum LinkTracking {
     /// query already has (what the author wrote wins).
     public static func addQuery(_ query: String, to url: String) -> String {
         if query.isEmpty { return url }
-        if !url.utf8.contains(UInt8(ascii: "?")) && !url.utf8.contains(UInt8(ascii: "#")) { return url + "?" + query }
-        var base = Substring(url)
-        var fragment: Substring = ""
-        if let hash = base.firstIndex(of: "#") { fragment = base[hash...]; base = base[..<hash] }
-        var existing = Set<Substring>()
-        if let q = base.firstIndex(of: "?") {
-            for pair in base[base.index(after: q)...].split(separator: "&") {
-                existing.insert(pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)[0])
-            }
+        let u = Array(url.utf8)
+        let hash = u.firstIndex(of: UInt8(ascii: "#")) ?? u.count
+        guard let question = u[..<hash].firstIndex(of: UInt8(ascii: "?")) else {
+            // No query of its own: every pair goes in (before any fragment).
+            if hash == u.count { return url + "?" + query }
+            return String(decoding: u[..<hash], as: UTF8.self) + "?" + query + String(decoding: u[hash...], as: UTF8.self)
         }
-        let added = query.split(separator: "&").filter {
-            !existing.contains($0.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)[0])
+        // The names the URL's query already has (a handful: a linear scan beats hashing).
+        var existing: [ArraySlice<UInt8>] = []
+        var i = question + 1
+        while i < hash {
+            var end = i
+            while end < hash && u[end] != UInt8(ascii: "&") { end += 1 }
+            var nameEnd = i
+            while nameEnd < end && u[nameEnd] != UInt8(ascii: "=") { nameEnd += 1 }
+            if end > i { existing.append(u[i..<nameEnd]) }
+            i = end + 1
+        }
+        var added: [UInt8] = []
+        let q = Array(query.utf8)
+        i = 0
+        while i < q.count {
+            var end = i
+            while end < q.count && q[end] != UInt8(ascii: "&") { end += 1 }
+            var nameEnd = i
+            while nameEnd < end && q[nameEnd] != UInt8(ascii: "=") { nameEnd += 1 }
+            let name = q[i..<nameEnd]
+            if end > i && !existing.contains(where: { $0.elementsEqual(name) }) {
+                if !added.isEmpty { added.append(UInt8(ascii: "&")) }
+                added.append(contentsOf: q[i..<end])
+            }
+            i = end + 1
         }
         if added.isEmpty { return url }
-        let separator = base.contains("?") ? (base.hasSuffix("?") || base.hasSuffix("&") ? "" : "&") : "?"
-        return String(base) + separator + added.joined(separator: "&") + String(fragment)
+        var out: [UInt8] = []
+        out.reserveCapacity(u.count + added.count + 1)
+        out.append(contentsOf: u[..<hash])
+        let last = u[hash - 1]
+        if last != UInt8(ascii: "?") && last != UInt8(ascii: "&") { out.append(UInt8(ascii: "&")) }
+        out.append(contentsOf: added)
+        out.append(contentsOf: u[hash...])
+        return String(decoding: out, as: UTF8.self)
     }
 
     /// An absolute http(s) URL that is not one of the installation's own links.

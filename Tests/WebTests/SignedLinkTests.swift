@@ -111,6 +111,20 @@ import Testing
         #expect(LinkTracking.addQuery("utm_source=news&utm_medium=email", to: "https://a.example/?utm_source=own")
                 == "https://a.example/?utm_source=own&utm_medium=email")
         #expect(LinkTracking.addQuery("", to: "https://a.example/") == "https://a.example/")
+        #expect(LinkTracking.addQuery("utm_source=news", to: "https://a.example/p#top") == "https://a.example/p?utm_source=news#top")
+        #expect(LinkTracking.addQuery("utm_source=news", to: "https://a.example/p?") == "https://a.example/p?utm_source=news")
+        #expect(LinkTracking.addQuery("utm_source=news", to: "https://a.example/p?x=1&") == "https://a.example/p?x=1&utm_source=news")
+        #expect(LinkTracking.addQuery("utm_source=news", to: "https://a.example/p?utm_source") == "https://a.example/p?utm_source")
+        #expect(LinkTracking.addQuery("utm_source=news&utm_medium=email", to: "https://a.example/p?utm_medium=x&utm_source=y#f")
+                == "https://a.example/p?utm_medium=x&utm_source=y#f")
+        // The installation's own links are never tracked; other links on the same host are.
+        let links = SignedLinks(publicURL: "https://mail.acme.test", secret: "s")
+        #expect(!LinkTracking.isTrackable("https://mail.acme.test/u/abc", links: links))
+        #expect(!LinkTracking.isTrackable("https://mail.acme.test/c/abc", links: links))
+        #expect(LinkTracking.isTrackable("https://mail.acme.test/blog", links: links))
+        #expect(LinkTracking.isTrackable("HTTPS://shop.acme.test/", links: links))
+        #expect(!LinkTracking.isTrackable("mailto:a@acme.test", links: links))
+        #expect(!LinkTracking.isTrackable("https://shop.acme.test/a b", links: links))
     }
 
     @Test func templateTrackingOptionsParse() throws {
