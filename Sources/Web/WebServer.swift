@@ -3,6 +3,7 @@ import Domain
 import Foundation
 import Hummingbird
 import Logging
+import NIOPosix
 import NurtureCore
 import Postgres
 import Redis
@@ -24,6 +25,8 @@ public struct WebOptions: Sendable {
     public var timeTravelAllowed = false
     /// PostgreSQL connections (and threads running them) for page and pixel requests.
     public var databaseConnections = 4
+    /// SwiftNIO event-loop threads serving HTTP; nil: one per core (SwiftNIO's shared group).
+    public var eventLoops: Int? = nil
 
     public init(secret: String) { self.secret = secret }
 
@@ -116,12 +119,14 @@ public final class WebServer: Sendable {
         router.get("c/:token") { [self] _, context in try await click(context.parameters.require("token")) }
         let logger = self.logger
         let options = self.options
+        let group: EventLoopGroupProvider = options.eventLoops.map { .shared(MultiThreadedEventLoopGroup(numberOfThreads: $0)) } ?? .singleton
         return Application(router: router,
                            configuration: .init(address: .hostname(options.host, port: options.port), serverName: "nurture-web"),
                            onServerRunning: { _ in
                                logger.info("web listening", metadata: ["host": "\(options.host)", "port": "\(options.port)",
                                                                        "public_url": "\(options.publicURL)"])
                            },
+                           eventLoopGroupProvider: group,
                            logger: logger)
     }
 

@@ -34,9 +34,13 @@ struct WebCommand: AsyncParsableCommand {
     @Option(help: "PostgreSQL connections for page and pixel requests.")
     var databaseConnections: Int = 4
 
+    @Option(help: "HTTP event-loop threads (default: one per core). Request handlers run on Swift's cooperative pool besides these.")
+    var eventLoops: Int?
+
     func validate() throws {
         if let port, !(1...65535).contains(port) { throw ValidationError("--port must be 1-65535") }
         guard (1...64).contains(databaseConnections) else { throw ValidationError("--database-connections must be 1-64") }
+        if let eventLoops, !(1...256).contains(eventLoops) { throw ValidationError("--event-loops must be 1-256") }
     }
 
     func run() async throws {
@@ -48,6 +52,7 @@ struct WebCommand: AsyncParsableCommand {
         options.host = host
         if let port { options.port = port }
         options.databaseConnections = databaseConnections
+        options.eventLoops = eventLoops
         let logger = Logger(label: "nurture.web")
         let server = WebServer(options: options, logger: logger)
         try await runRole(server.services(), logger: logger)
