@@ -48,13 +48,14 @@ final class WebHarness: @unchecked Sendable {
     private(set) var web: ChildProcess?
     var links: SignedLinks { SignedLinks(publicURL: "http://127.0.0.1:\(port)", secret: secret) }
 
-    init(start: Bool = true) throws {
+    /// - Parameter redisURL: a private server's (a test that stops Redis); default: the suite's shared one.
+    init(start: Bool = true, redisURL: String? = nil) throws {
         namespace = TestEnvironment.uniqueName("web")
-        redisURL = try TestEnvironment.redisURL()
+        self.redisURL = try redisURL ?? TestEnvironment.redisURL()
         database = try TestDatabase.create(prefix: "web")
         db = try database.connect()
         _ = try Migrator().migrate(db)
-        redis = try RedisConnection(url: redisURL)
+        redis = try RedisConnection(url: self.redisURL)
         scratch = TestEnvironment.scratchDirectory + "/" + namespace
         try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
         port = TestEnvironment.freePort()
