@@ -120,32 +120,11 @@ struct BroadcastBench: Sendable {
         let importSeconds = Double(monotonicNanoseconds() - started) / 1e9
 
         let namespace = "bench-\(JobQueue.newJobID().prefix(8))"
-        var env = ProcessInfo.processInfo.environment
-        env["NURTURE_REDIS_URL"] = redisServer.url
-        env["NURTURE_DATABASE_URL"] = url
-        env["NURTURE_NAMESPACE"] = namespace
-        env["NURTURE_LOG_LEVEL"] = "warning"
-        env["NURTURE_SECRET"] = "bench-broadcast-secret"
-        env.removeValue(forKey: "NURTURE_METRICS_PORT")
-        env.removeValue(forKey: "NURTURE_ALLOW_TIME_TRAVEL")
-        var children: [ChildProcess] = []
-        defer {
-            for w in children { w.signal(SIGTERM) }
-            for w in children where !w.wait(milliseconds: 30_000) { w.signal(SIGKILL); w.wait() }
-        }
-        for i in 0..<workers {
-            children.append(try ChildProcess(executable: ownExecutable(),
-                                             arguments: ["worker", "--no-ingest", "--queues", "bulk", "--concurrency", "\(concurrency)"],
-                                             environment: env, stderrPath: scratch + "/worker-\(i + 1).log"))
-        }
+        let fleet = try BenchWorkerFleet(count: workers, concurrency: concurrency, queue: "bulk", namespace: namespace,
+                                         redisURL: redisServer.url, databaseURL: url, secret: "bench-broadcast-secret", scratch: scratch)
+        defer { fleet.stop() }
         let redis = try RedisConnection(url: redisServer.url)
-        let workersKey = JobQueue(namespace: namespace).keys.workers
-        let bootDeadline = monotonicMilliseconds() + 30_000
-        while (try redis.execute(RedisCommand("ZCARD", .string(workersKey))).int ?? 0) < workers {
-            if monotonicMilliseconds() > bootDeadline { throw UserError("workers did not start in 30 s") }
-            sleepMilliseconds(20)
-        }
-        let cpuBefore = CPUTimes(pids: children.map(\.pid), redisPid: redisServer.process.pid, db: db)
+        let cpuBefore = CPUTimes(pids: fleet.pids, redisPid: redisServer.process.pid, db: db)
 
         // broadcast send, as the CLI runs it.
         let store = BroadcastStore()
@@ -171,7 +150,7 @@ struct BroadcastBench: Sendable {
         }
         let lastAccepted = probe.lastAcceptedMicros
         let endNanos = UInt64(max(0, Int64(monotonicNanoseconds()) - (wallMicros() - lastAccepted) * 1000))
-        let cpu = CPUTimes(pids: children.map(\.pid), redisPid: redisServer.process.pid, db: db).minus(cpuBefore)
+        let cpu = CPUTimes(pids: fleet.pids, redisPid: redisServer.process.pid, db: db).minus(cpuBefore)
         let snapshotSeconds = Double(snapshotDone - started) / 1e9
         let enqueueSeconds = Double(enqueueDone - snapshotDone) / 1e9
         let totalSeconds = Double(endNanos - started) / 1e9

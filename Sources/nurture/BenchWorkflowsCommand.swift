@@ -270,34 +270,13 @@ struct WorkflowsBench {
         try scheduler.start()
         defer { scheduler.stop() }
 
-        var env = ProcessInfo.processInfo.environment
-        env["NURTURE_REDIS_URL"] = redisServer.url
-        env["NURTURE_DATABASE_URL"] = url
-        env["NURTURE_NAMESPACE"] = namespace
-        env["NURTURE_LOG_LEVEL"] = "warning"
-        env["NURTURE_SECRET"] = "bench-workflows-secret"
-        env.removeValue(forKey: "NURTURE_METRICS_PORT")
-        env.removeValue(forKey: "NURTURE_ALLOW_TIME_TRAVEL")
-        var children: [ChildProcess] = []
-        defer {
-            for w in children { w.signal(SIGTERM) }
-            for w in children where !w.wait(milliseconds: 30_000) { w.signal(SIGKILL); w.wait() }
-        }
-        for i in 0..<plan.workers {
-            children.append(try ChildProcess(executable: ownExecutable(),
-                                             arguments: ["worker", "--no-ingest", "--queues", "default", "--concurrency", "\(plan.concurrency)"],
-                                             environment: env, stderrPath: scratch + "/worker-\(i + 1).log"))
-        }
+        let fleet = try BenchWorkerFleet(count: plan.workers, concurrency: plan.concurrency, queue: "default", namespace: namespace,
+                                         redisURL: redisServer.url, databaseURL: url, secret: "bench-workflows-secret", scratch: scratch)
+        defer { fleet.stop() }
         let redis = try RedisConnection(url: redisServer.url)
-        let workersKey = JobQueue(namespace: namespace).keys.workers
-        let bootDeadline = monotonicMilliseconds() + 30_000
-        while (try redis.execute(RedisCommand("ZCARD", .string(workersKey))).int ?? 0) < plan.workers {
-            if monotonicMilliseconds() > bootDeadline { throw UserError("workers did not start in 30 s: \(logTails(scratch))") }
-            sleepMilliseconds(20)
-        }
 
         let phases = PhaseRunner(bench: self, db: db, scheduler: scheduler, versions: versions, scratch: scratch,
-                                 workerPids: children.map(\.pid), redisPid: redisServer.process.pid, redis: redis, namespace: namespace)
+                                 fleet: fleet, redisPid: redisServer.process.pid, redis: redis, namespace: namespace)
         // Warm-up: every slot opens its connections and loads the catalog.
         let warm = try phases.run(workflow: "bench-warmup", count: min(plan.contacts, plan.workers * plan.concurrency * 2),
                                   spacingSeconds: 0, leadSeconds: 0.5)
@@ -334,7 +313,7 @@ struct WorkflowsBench {
             paced = figures
         }
 
-        for (i, w) in children.enumerated() {
+        for (i, w) in fleet.children.enumerated() {
             let rss = residentMegabytes(pid: w.pid)
             emit("workflows-worker-rss", [("process", "\(i + 1)"), ("rss_mb", fmt(rss.current)), ("peak_rss_mb", fmt(rss.peak))])
         }
@@ -385,13 +364,6 @@ struct WorkflowsBench {
         }
         try flush()
         try db.execute("SELECT setval(pg_get_serial_sequence('contacts', 'id'), $1)", [.int(Int64(count))])
-    }
-
-    func logTails(_ scratch: String) -> String {
-        (1...plan.workers).map { i in
-            let text = (try? String(contentsOfFile: scratch + "/worker-\(i).log", encoding: .utf8)) ?? ""
-            return "worker \(i): " + text.split(separator: "\n").suffix(5).joined(separator: "\n")
-        }.joined(separator: "\n")
     }
 
     // MARK: rendering
@@ -474,14 +446,14 @@ struct PhaseRunner {
     let scheduler: SchedulerEngine
     let versions: [String: Int]
     let scratch: String
-    let workerPids: [pid_t]
+    let fleet: BenchWorkerFleet
     let redisPid: pid_t
     let redis: RedisConnection
     let namespace: String
 
     /// CPU seconds so far of the workers, this process, the private redis-server and the PostgreSQL backends.
     func cpuSnapshot() -> (workers: Double, bench: Double, redis: Double, postgres: [Int32: Double]) {
-        let t = CPUTimes(pids: workerPids, redisPid: redisPid, db: db)
+        let t = CPUTimes(pids: fleet.pids, redisPid: redisPid, db: db)
         return (t.workers, t.bench, t.redis, t.backends)
     }
 
@@ -526,7 +498,7 @@ struct PhaseRunner {
                 let statuses = (try? db.query("SELECT status || '=' || count(*) FROM deliveries WHERE source_name = $1 GROUP BY status",
                                               [.text(workflow)]).rows.compactMap { $0[0].string }.joined(separator: " ")) ?? "?"
                 throw UserError("\(workflow): the sink accepted \(seen - baselineMessages) of \(expected - baselineMessages) messages "
-                                + "and nothing more for \(plan.stallSeconds) s (deliveries: \(statuses))\n\(bench.logTails(scratch))")
+                                + "and nothing more for \(plan.stallSeconds) s (deliveries: \(statuses))\n\(fleet.logTails())")
             }
             usleep(1_000)
         }
