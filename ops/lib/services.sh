@@ -79,6 +79,10 @@ start_postgres() {
     if [ "$mode" = fast ]; then
         # Throwaway test clusters: durability off (a crash loses the cluster, which is thrown away anyway).
         opts="$opts -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    else
+        # Durable, tuned for bulk writes (a broadcast inserts and settles a delivery row per message): fewer
+        # checkpoints, so fewer full-page images in the WAL, and those compressed (1M broadcast: 80.8 s -> 72.0 s).
+        opts="$opts -c max_wal_size=8GB -c checkpoint_timeout=15min -c wal_compression=on"
     fi
     as_pg_user "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -o "$opts" -w -t 60 start >/dev/null \
         || { cat "$dir/postgres.log" >&2; die "PostgreSQL did not start on port $port"; }
