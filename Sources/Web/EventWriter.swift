@@ -57,13 +57,15 @@ final class RedisBatcher: @unchecked Sendable {
                 connection?.close()
                 return
             }
-            var batch: [Item] = []
+            // Everything waiting, up to maximumBatch commands (at least one item), taken in one cut.
+            var take = 0
             var count = 0
-            while !pending.isEmpty && (batch.isEmpty || count + pending[0].commands.count <= Self.maximumBatch) {
-                let item = pending.removeFirst()
-                count += item.commands.count
-                batch.append(item)
+            while take < pending.count && (take == 0 || count + pending[take].commands.count <= Self.maximumBatch) {
+                count += pending[take].commands.count
+                take += 1
             }
+            let batch = Array(pending[..<take])
+            pending.removeFirst(take)
             condition.unlock()
             flush(batch)
         }
