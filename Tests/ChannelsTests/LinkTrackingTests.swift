@@ -2,13 +2,12 @@ import Channels
 import Domain
 import Foundation
 import Testing
-@testable import Web
 
-/// Tokens and HTML rewriting, without servers.
-@Suite struct WebLinkUnitTests {
+/// Click, pixel and expiring tokens, and HTML rewriting (issue 7), without servers.
+@Suite struct LinkTrackingTests {
     let links = SignedLinks(publicURL: "https://mail.acme.test/", secret: "s3cret-key")
 
-    func token(of url: String) -> String { String(url.split(separator: "/").last!) }
+    func token(of url: String) -> String { SignedLinkTesting.token(of: url) }
 
     @Test func everyKindRoundTrips() throws {
         let expiry = Date(timeIntervalSince1970: 1_900_000_000)
@@ -27,7 +26,7 @@ import Testing
         #expect(token(of: click).allSatisfy { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." })
         // Links without an expiry keep the payload format of issue 5 (links already in inboxes stay valid).
         let legacy = token(of: links.unsubscribeURL(contactId: 42, deliveryId: "d"))
-        let bytes = try #require(Data(base64Encoded: Self.standardBase64(legacy.split(separator: ".")[0])))
+        let bytes = try #require(Data(base64Encoded: SignedLinkTesting.standardBase64(legacy.split(separator: ".")[0])))
         #expect(String(decoding: bytes, as: UTF8.self) == "u:42:d")
     }
 
@@ -50,20 +49,13 @@ import Testing
         let unexpiring = token(of: links.unsubscribeURL(contactId: 1, deliveryId: nil)).split(separator: ".")[0]
         #expect(links.verify("\(unexpiring).\(expiring.split(separator: ".")[1])") == nil)
         // Every single-character change.
-        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
-        var characters = Array(click)
-        for i in characters.indices where characters[i] != "." {
-            let original = characters[i]
-            characters[i] = alphabet[(alphabet.firstIndex(of: original)! + 1) % alphabet.count]
-            #expect(links.verify(String(characters)) == nil, "changed at \(i)")
-            characters[i] = original
-        }
+        SignedLinkTesting.expectEveryOneCharacterChangeRefused(click, by: links)
         // Another secret.
         #expect(SignedLinks(publicURL: "https://mail.acme.test", secret: "other").verify(click) == nil)
         // Well-signed but malformed payloads are refused too.
         for text in ["x:1", "o:1", "o:1:", "c:1:d", "c:1:d::", "u@abc:1", "u@-5:1", "p:1:d", ":1"] {
             let bytes = Array(text.utf8)
-            let forged = Base64URLForTests.encode(bytes) + "." + Base64URLForTests.encode(
+            let forged = SignedLinkTesting.base64URL(bytes) + "." + SignedLinkTesting.base64URL(
                 Array(HMACSHA256.authenticationCode(for: bytes, key: Array("s3cret-key".utf8)).prefix(16)))
             #expect(links.verify(forged) == nil, "\(text)")
         }
@@ -159,27 +151,5 @@ import Testing
         #expect(templates["c"]?.trackOpens == true && templates["c"]?.trackClicks == true && templates["c"]?.utm == [:])
         let bad = DefinitionLoader.load(file: "t.yaml", text: "kind: template\nname: a\nchannel: email\nsubject: s\nhtml: h\ntracking: {open: false}\n")
         #expect(bad.diagnostics.first?.message.contains("did you mean 'opens'") == true)
-    }
-
-    static func standardBase64(_ text: Substring) -> String {
-        var s = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-        while s.count % 4 != 0 { s += "=" }
-        return s
-    }
-}
-
-enum Base64URLForTests {
-    static func encode(_ bytes: [UInt8]) -> String {
-        Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
-            .replacingOccurrences(of: "=", with: "")
-    }
-}
-
-@Suite struct WebTimestampTests {
-    @Test func eventTimestampsAreISO8601UTC() {
-        #expect(WebServer.timestamp(Date(timeIntervalSince1970: 1_795_428_000.123)) == "2026-11-23T10:00:00.123Z")
-        #expect(WebServer.timestamp(Date(timeIntervalSince1970: 0)) == "1970-01-01T00:00:00.000Z")
-        #expect(Value.parseTime(WebServer.timestamp(Date(timeIntervalSince1970: 1_795_428_000.5)))
-                == Date(timeIntervalSince1970: 1_795_428_000.5))
     }
 }
