@@ -347,24 +347,22 @@ public final class WebServer: Sendable {
 
     // MARK: - plumbing
 
-    /// `2026-11-23T10:00:00.123Z` without Foundation's ISO8601DateFormatter (tens of µs per call, on the hot path).
-    static func timestamp(_ date: Date) -> String {
-        let ms = Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
-        var seconds = time_t(ms >= 0 ? ms / 1000 : (ms - 999) / 1000)
-        var parts = tm()
-        gmtime_r(&seconds, &parts)
-        func pad(_ v: Int32, _ width: Int) -> String {
-            let s = String(v)
-            return s.count >= width ? s : String(repeating: "0", count: width - s.count) + s
-        }
-        let millis = Int32(((ms % 1000) + 1000) % 1000)
-        return "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))T"
-            + "\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2)).\(pad(millis, 3))Z"
-    }
+    /// `2026-11-23T10:00:00.123Z`: an event's `timestamp`.
+    static func timestamp(_ date: Date) -> String { Value.iso8601(date, milliseconds: true) }
 
     /// Runs blocking libpq work on the role's own threads, never on the cooperative pool.
+    /// Runs `body` on a pooled connection. A connection PostgreSQL dropped while it sat in the pool (a restart, a
+    /// failover, an idle timeout) fails its next statement with `connectionLost`; the body then runs once more,
+    /// on a reconnected connection. That is safe because every web operation is idempotent: reads, and writes that
+    /// set a state (unsubscribed, a preference) whatever ran before. (If the lost statement was a commit that did
+    /// happen, the second run finds the state already set and writes no second event.)
     func database<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) throws -> T) async throws -> T {
-        try await pool.withConnection(on: executor, body)
+        do {
+            return try await pool.withConnection(on: executor, body)
+        } catch let error as PostgresError where error.kind == .connectionLost {
+            logger.warning("PostgreSQL connection lost; running the request's statements again", metadata: ["error": "\(error)"])
+            return try await pool.withConnection(on: executor, body)
+        }
     }
 
     static let referrerPolicy = HTTPFields.Element.Name("Referrer-Policy")!

@@ -72,7 +72,8 @@ final class WebHarness: @unchecked Sendable {
 
     var environment: [String: String] {
         var env = ProcessInfo.processInfo.environment
-        env["NURTURE_DATABASE_URL"] = database.url
+        // Named, so a test can find (and kill) this web role's PostgreSQL connections.
+        env["NURTURE_DATABASE_URL"] = database.url + "&application_name=\(namespace)"
         env["NURTURE_REDIS_URL"] = redisURL
         env["NURTURE_NAMESPACE"] = namespace
         env["NURTURE_SECRET"] = secret
