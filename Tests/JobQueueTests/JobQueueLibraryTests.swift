@@ -267,7 +267,7 @@ import TestSupport
         try h.queue.enqueue(plainJobs(6), on: h.redis)
         // A: short lease that will run out. B: a live worker (long lease), idle. Ghost: never heartbeated.
         try h.queue.heartbeat(worker: "A", leaseMilliseconds: 200, info: [("pid", "1")], on: h.redis)
-        try h.queue.heartbeat(worker: "B", leaseMilliseconds: 60_000, info: [("pid", "2")], on: h.redis)
+        try h.queue.heartbeat(worker: "B", leaseMilliseconds: 600_000, info: [("pid", "2")], on: h.redis)
         let a = try h.queue.fetch(queues: ["default"], consumer: "A", count: 2, blockMilliseconds: 0, on: h.redis)
         let b = try h.queue.fetch(queues: ["default"], consumer: "B", count: 2, blockMilliseconds: 0, on: h.redis)
         let ghost = try h.queue.fetch(queues: ["default"], consumer: "ghost", count: 1, blockMilliseconds: 0, on: h.redis)
