@@ -306,7 +306,7 @@ public struct BroadcastReport: Sendable, Hashable, Codable {
 }
 
 /// Computes `nurture report broadcast` with set-based SQL: a handful of statements over the broadcast's
-/// deliveries (`deliveries_broadcast_idx`), its recipients, and the engagement events that name its deliveries
+/// deliveries (a range of the dedupe-key index), its recipients, and the engagement events that name its deliveries
 /// (`events_delivery_idx`), in one repeatable-read snapshot. No per-recipient round trips.
 ///
 /// Rules:
@@ -465,9 +465,9 @@ public struct BroadcastReportStore: Sendable {
                 FROM deliveries d
                 LEFT JOIN contacts c ON c.id = d.contact_id AND c.merged_into IS NOT NULL
                 JOIN events e ON e.contact_id = COALESCE(c.merged_into, d.contact_id)
-                WHERE d.broadcast_id = $1 AND d.status = 'accepted' AND e.name = $4 AND e.occurred_at >= $2
+                WHERE \(BroadcastStore.deliveriesOf("$1")) AND d.status = 'accepted' AND e.name = $4 AND e.occurred_at >= $2
                   AND e.occurred_at <= (SELECT max(COALESCE(x.sent_at, x.updated_at)) FROM deliveries x
-                                        WHERE x.broadcast_id = $1 AND x.status = 'accepted') + make_interval(secs => $5)
+                                        WHERE \(BroadcastStore.deliveriesOf("$1", alias: "x")) AND x.status = 'accepted') + make_interval(secs => $5)
                   AND e.occurred_at >= COALESCE(d.sent_at, d.updated_at)
                   AND e.occurred_at <= COALESCE(d.sent_at, d.updated_at) + make_interval(secs => $5)
             )
@@ -495,7 +495,7 @@ public struct BroadcastReportStore: Sendable {
             \(join)
             LEFT JOIN engagement g ON g.id = d.id::text
             \(conversion ? "LEFT JOIN converted v ON v.id = d.id" : "")
-            WHERE d.broadcast_id = $1
+            WHERE \(BroadcastStore.deliveriesOf("$1"))
             GROUP BY 1
             """
     }
@@ -508,7 +508,7 @@ public struct BroadcastReportStore: Sendable {
             SELECT \(variant) AS variant, d.status, left(COALESCE(d.last_error, ''), 200) AS reason, count(*) AS n
             FROM deliveries d
             \(join)
-            WHERE d.broadcast_id = $1 AND d.status IN ('rejected', 'failed', 'suppressed', 'skipped')
+            WHERE \(BroadcastStore.deliveriesOf("$1")) AND d.status IN ('rejected', 'failed', 'suppressed', 'skipped')
             GROUP BY 1, 2, 3
             ORDER BY n DESC, 2, 3
             LIMIT $2

@@ -66,6 +66,13 @@ public struct BroadcastProgress: Sendable, Hashable, Codable {
 public struct BroadcastStore: Sendable {
     public init() {}
 
+    /// SQL: `alias` (a `deliveries` row) belongs to the broadcast whose id is the int8 parameter `param`. A
+    /// broadcast's deliveries are the dedupe keys `bc:<id>:<contact>`, a range of the dedupe-key index (collation
+    /// "C", migration 6), so this is an index range scan; `broadcast_id` is checked as well.
+    public static func deliveriesOf(_ param: String, alias: String = "d") -> String {
+        "\(alias).dedupe_key >= 'bc:' || \(param)::int8 || ':' AND \(alias).dedupe_key < 'bc:' || \(param)::int8 || ';' AND \(alias).broadcast_id = \(param)"
+    }
+
     /// Offsets batches of different A/B groups so that a held group (the rest of a test) never shares a batch.
     static let groupStride = 1_000_000
 
@@ -288,7 +295,7 @@ public struct BroadcastStore: Sendable {
              SELECT count(*) FILTER (WHERE status = 'accepted'), count(*) FILTER (WHERE status IN ('rejected', 'failed')),
                     count(*) FILTER (WHERE status IN ('suppressed', 'skipped')), count(*) FILTER (WHERE status = 'pending'),
                     count(*) FILTER (WHERE status = 'accepted' AND sent_at > $2::timestamptz - interval '10 seconds')
-             FROM deliveries WHERE broadcast_id = $1
+             FROM deliveries d WHERE \(Self.deliveriesOf("$1"))
              """, [.int(id), .timestamp(now)]),
             ("SELECT recipients FROM broadcasts WHERE id = $1", [.int(id)]),
             ("SELECT count(*), count(*) FILTER (WHERE state = 'done') FROM broadcast_batches WHERE broadcast_id = $1", [.int(id)]),

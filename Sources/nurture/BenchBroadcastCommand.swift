@@ -159,7 +159,7 @@ struct BroadcastBench: Sendable {
         var accepted = 0
         let settleDeadline = monotonicMilliseconds() + 30_000
         repeat {
-            accepted = Int(try db.query("SELECT count(*) FROM deliveries WHERE broadcast_id = $1 AND status = 'accepted'", [.int(id)]).rows.first?[0].int ?? 0)
+            accepted = Int(try db.query("SELECT count(*) FROM deliveries d WHERE \(BroadcastStore.deliveriesOf("$1")) AND status = 'accepted'", [.int(id)]).rows.first?[0].int ?? 0)
             if accepted < recipients { sleepMilliseconds(50) }
         } while accepted < recipients && monotonicMilliseconds() < settleDeadline
         let perMessage = { (seconds: Double) in fmt(seconds * 1e6 / Double(max(1, recipients)), 0) }
