@@ -116,6 +116,12 @@ extension PostgresConnection {
         encoded.reserveCapacity(statements.count)
         for (_, parameters) in statements { encoded.append(try EncodedParameters(parameters)) }
         let c = try ensureConnected()
+        // Repeated statements are executed by name; any preparing happens here, before the pipeline starts.
+        var names: [String?] = []
+        names.reserveCapacity(statements.count)
+        for (index, statement) in statements.enumerated() {
+            names.append(try cachedStatementName(StatementKey(sql: statement.0, types: encoded[index].types), c))
+        }
         guard PQenterPipelineMode(c) == 1 else {
             throw PostgresError(.usage, "cannot enter pipeline mode: \(PostgresConnection.errorMessage(c))")
         }
@@ -124,7 +130,11 @@ extension PostgresConnection {
         _ = PQsetnonblocking(c, 1)
         for (index, statement) in statements.enumerated() {
             let sent = encoded[index].withPointers { count, types, values, lengths, formats in
-                PQsendQueryParams(c, statement.0, count, types, values, lengths, formats, 0)
+                if let name = names[index] {
+                    PQsendQueryPrepared(c, name, count, values, lengths, formats, 0)
+                } else {
+                    PQsendQueryParams(c, statement.0, count, types, values, lengths, formats, 0)
+                }
             }
             if sent != 1 { throw abandonPipeline(c) }
         }
@@ -172,7 +182,18 @@ extension PostgresConnection {
             if PQexitPipelineMode(c) != 1 { throw abandonPipeline(c) }
         }
         transactionStatus = PQtransactionStatus(c)
-        if let firstError { throw firstError }
+        if let firstError {
+            // A statement the server no longer has (or cannot re-plan) is prepared afresh next time.
+            // Outside a transaction block the pipeline ran as one implicit transaction, rolled back by the error:
+            // run it again as text.
+            if PostgresConnection.isStaleStatement(firstError) && names.contains(where: { $0 != nil }) {
+                for (index, statement) in statements.enumerated() where names[index] != nil {
+                    forgetStatement(StatementKey(sql: statement.0, types: encoded[index].types))
+                }
+                if transactionStatus == PQTRANS_IDLE && !isInsideTransactionBlock { return try pipeline(statements) }
+            }
+            throw firstError
+        }
         return results
     }
 

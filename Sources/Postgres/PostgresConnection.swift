@@ -117,31 +117,113 @@ public final class PostgresConnection: @unchecked Sendable {
         if let c = connection { PQfinish(c) }
         connection = nil
         preparedOnServer.removeAll()
+        preparedCount = 0
         transactionStatus = PQTRANS_IDLE
     }
 
     // MARK: - Statements
 
     /// Runs one statement with `$n` parameters (extended protocol, explicit parameter types) and returns its rows.
+    /// Statements run again are executed by name (see `cachedStatementName`).
     @discardableResult
     public func query(_ sql: String, _ parameters: [PostgresValue] = []) throws(PostgresError) -> PostgresResult {
-        let encoded = try EncodedParameters(parameters)
-        let c = try ensureConnected()
-        let result = encoded.withPointers { count, types, values, lengths, formats in
-            PQexecParams(c, sql, count, types, values, lengths, formats, 0)
-        }
-        return try finish(result, c, rows: true)
+        try run(sql, EncodedParameters(parameters), rows: true)
     }
 
     /// Runs one statement and returns the number of rows it inserted, updated or deleted.
     @discardableResult
     public func execute(_ sql: String, _ parameters: [PostgresValue] = []) throws(PostgresError) -> Int {
-        let encoded = try EncodedParameters(parameters)
+        try run(sql, EncodedParameters(parameters), rows: false).affectedRows
+    }
+
+    private func run(_ sql: String, _ encoded: EncodedParameters, rows: Bool) throws(PostgresError) -> PostgresResult {
         let c = try ensureConnected()
+        let key = StatementKey(sql: sql, types: encoded.types)
+        if let name = try cachedStatementName(key, c) {
+            let result = encoded.withPointers { count, _, values, lengths, formats in
+                PQexecPrepared(c, name, count, values, lengths, formats, 0)
+            }
+            do {
+                return try finish(result, c, rows: rows)
+            } catch {
+                // The server no longer has it (`DISCARD ALL`, `DEALLOCATE`) or its plan cannot be reused (a table's
+                // columns changed under it): the statement did not run. Outside a transaction, forget it and run the
+                // text once more; inside one, the transaction is aborted anyway.
+                guard Self.isStaleStatement(error), transactionStatus == PQTRANS_IDLE, !inTransactionBlock else { throw error }
+                forgetStatement(key)
+            }
+        }
         let result = encoded.withPointers { count, types, values, lengths, formats in
             PQexecParams(c, sql, count, types, values, lengths, formats, 0)
         }
-        return try finish(result, c, rows: false).affectedRows
+        return try finish(result, c, rows: rows)
+    }
+
+    // MARK: - Statement cache
+
+    /// A statement's identity on this connection: its text and its parameters' types.
+    struct StatementKey: Hashable {
+        var sql: String
+        var types: [UInt32]
+    }
+
+    private struct CachedStatement {
+        var uses = 0
+        /// The server-side name, and the session (`connectionCount`) it was prepared in.
+        var name: String?
+        var session = 0
+    }
+
+    /// Statements seen on this connection (bounded: see `cachedStatementName`).
+    private var cachedStatements: [StatementKey: CachedStatement] = [:]
+    private var preparedCount = 0
+    private var statementSerial = 0
+    /// At most this many statements are prepared per session; past it, new ones run unprepared.
+    public static let preparedStatementLimit = 256
+
+    /// The server-side name to execute `key` by, preparing it now if this is its second use on this connection;
+    /// nil: run it as text (its first use, or the cache is full). The server then parses and plans each repeated
+    /// statement once per session instead of on every call (PostgreSQL keeps a generic plan when it is no worse than
+    /// the custom ones). A statement run once (a report, a migration) costs nothing extra; one that is repeated pays
+    /// one extra round trip, once. After a reconnect, statements are prepared again on their next use.
+    func cachedStatementName(_ key: StatementKey, _ c: OpaquePointer) throws(PostgresError) -> String? {
+        var entry = cachedStatements[key] ?? CachedStatement()
+        if let name = entry.name {
+            if entry.session == connectionCount { return name }
+            entry.name = nil  // prepared in an earlier session, gone with it (the count restarted then)
+        }
+        entry.uses += 1
+        defer { cachedStatements[key] = entry }
+        guard entry.uses >= 2 else {
+            // Texts seen once (e.g. SQL built with literals) must not pile up: forget them all now and then.
+            if cachedStatements.count >= 4 * Self.preparedStatementLimit {
+                cachedStatements = cachedStatements.filter { $0.value.name != nil }
+            }
+            return nil
+        }
+        guard preparedCount < Self.preparedStatementLimit else { return nil }
+        statementSerial += 1
+        let name = "nurture_s\(statementSerial)"
+        let result = key.types.withUnsafeBufferPointer { types in
+            PQprepare(c, name, key.sql, Int32(key.types.count), types.baseAddress)
+        }
+        _ = try finish(result, c, rows: false)
+        entry.name = name
+        entry.session = connectionCount
+        preparedCount += 1
+        return name
+    }
+
+    var isInsideTransactionBlock: Bool { inTransactionBlock }
+
+    /// Drops `key` from the cache (its server-side statement, if any, is left to the session's end).
+    func forgetStatement(_ key: StatementKey) {
+        if let entry = cachedStatements.removeValue(forKey: key), entry.name != nil, entry.session == connectionCount { preparedCount -= 1 }
+    }
+
+    /// `26000` (no such prepared statement) or `0A000` "cached plan must not change result type".
+    static func isStaleStatement(_ error: PostgresError) -> Bool {
+        error.sqlState == "26000" || (error.sqlState == "0A000" && "\(error)".contains("cached plan"))
     }
 
     /// Runs a script of one or more `;`-separated statements without parameters (simple protocol), e.g. a

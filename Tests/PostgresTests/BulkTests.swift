@@ -131,4 +131,50 @@ struct BulkTests {
             #expect(try c.queryPrepared("get", ["k8"]).rows[0]["v"].int == 158)
         }
     }
+
+    @Test("a repeated statement is prepared on its second run and executed by name; survives DEALLOCATE, a changed table and a reconnect")
+    func automaticallyPreparedStatements() throws {
+        try withTestDatabase { db in
+            let c = db.connection
+            try c.simpleQuery("CREATE TABLE cached (id int8 PRIMARY KEY, name text)")
+            let insert = "INSERT INTO cached (id, name) VALUES ($1, $2)"
+            let select = "SELECT * FROM cached WHERE id = ANY($1::int8[]) ORDER BY id"
+            let prepared = "SELECT statement FROM pg_prepared_statements WHERE name LIKE 'nurture_s%'"
+            try c.execute(insert, [.int(1), .text("one")])
+            #expect(try c.query(prepared).rows.isEmpty, "run once: not prepared")
+            try c.execute(insert, [.int(2), .text("two")])
+            try c.execute(insert, [.int(3), .null])  // another parameter type: its own statement
+            try c.execute(insert, [.int(4), .null])
+            let statements = try c.query(prepared).rows.compactMap { $0[0].string }
+            #expect(statements.filter { $0 == insert }.count == 2, "\(statements)")
+            #expect(try c.query(select, [.intArray([1, 2, 4])]).rows.map { $0["name"].string } == ["one", "two", nil])
+            #expect(try c.query(select, [.intArray([3])]).rows.count == 1)
+
+            // Pipelines use the same statements.
+            let results = try c.pipeline([(select, [.intArray([2])]), (insert, [.int(5), .text("five")])])
+            #expect(results[0].rows.first?["name"].string == "two")
+
+            // Someone runs DEALLOCATE ALL: the statement runs as text once more and is prepared again (a pipeline too).
+            try c.simpleQuery("DEALLOCATE ALL")
+            #expect(try c.query(select, [.intArray([5])]).rows.first?["name"].string == "five")
+            #expect(try c.query(select, [.intArray([5])]).rows.count == 1)
+            try c.simpleQuery("DEALLOCATE ALL")
+            #expect(try c.pipeline([(select, [.intArray([1])])])[0].rows.first?["name"].string == "one")
+
+            // The table gains a column: `SELECT *` cannot reuse its plan; outside a transaction it simply runs again.
+            try c.simpleQuery("ALTER TABLE cached ADD COLUMN extra int8 DEFAULT 7")
+            let row = try c.query(select, [.intArray([1])]).rows.first
+            #expect(row?["extra"].int == 7)
+
+            // A new session: prepared again on the next use.
+            let pid = try #require(c.backendPID)
+            let admin = try db.database.connect()
+            try admin.query("SELECT pg_terminate_backend($1::int4)", [.int(Int64(pid))])
+            Thread.sleep(forTimeInterval: 0.2)
+            #expect(try c.query(select, [.intArray([2])]).rows.first?["name"].string == "two")
+            #expect(c.backendPID != pid)
+            #expect(try c.query(select, [.intArray([2])]).rows.count == 1)
+            #expect(try c.query(prepared).rows.compactMap { $0[0].string }.contains(select))
+        }
+    }
 }
