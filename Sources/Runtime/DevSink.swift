@@ -20,7 +20,8 @@ public struct SinkRecord: Sendable {
     /// The status the sink answered.
     public let status: Int
     public let body: [UInt8]
-    /// The body parsed as JSON; nil when it is empty or not JSON.
+    /// The body parsed as JSON; nil when it is empty or not JSON, or when the sink does not parse bodies
+    /// (`parseBodies: false`: only the message ids are read).
     public let json: Value?
     /// `id`s of the messages: every element of a batch body (`{"messages":[...]}`), else the body's own `id`.
     public let messageIDs: [String]
@@ -48,6 +49,9 @@ public final class DevSink: Service, Sendable {
     public let failEvery: Int
     /// Paths answered with a fixed status instead of 200 (a 2xx status still accepts).
     public let statusForPath: [String: Int]
+    /// False: without a log or stdout, only the message ids are read from a body (`MessageIDScan`), not a `Value`
+    /// tree (a benchmark's sink, so its CPU stays out of the measured fleet's way).
+    public let parseBodies: Bool
     private let onRequest: (@Sendable (SinkRecord) -> Void)?
     private let log: LineWriter?
     private let stdout: LineWriter?
@@ -67,9 +71,10 @@ public final class DevSink: Service, Sendable {
     ///   - onRequest: called for every request, on the server's threads, after the answer is decided: keep it short.
     /// - Throws: `DevSink.LogFileError` when the log file cannot be opened for appending.
     public init(host: String = "127.0.0.1", port: Int = 8025, logPath: String? = nil, quiet: Bool = true,
-                failEvery: Int = 0, statusForPath: [String: Int] = [:],
+                failEvery: Int = 0, statusForPath: [String: Int] = [:], parseBodies: Bool = true,
                 onRequest: (@Sendable (SinkRecord) -> Void)? = nil) throws {
         self.host = host
+        self.parseBodies = parseBodies
         self.port = port
         self.quiet = quiet
         self.failEvery = max(0, failEvery)
@@ -162,18 +167,27 @@ public final class DevSink: Service, Sendable {
         }
         let ok = (200..<300).contains(status)
 
-        let json: Value? = body.isEmpty ? nil : (try? ValueJSON.parse(body))
+        var json: Value? = nil
         var ids: [Value] = []
         var batch: [Value]? = nil
-        if case .object(let object)? = json {
-            if case .array(let messages)? = object["messages"] {
-                batch = messages
-                ids = messages.map { $0["id"] ?? .null }
-            } else if let id = object["id"] {
-                ids = [id]
+        var batchCount: Int? = nil
+        if !parseBodies && log == nil && stdout == nil, let scan = MessageIDScan.scan(body) {
+            // Nobody looks at the messages but their ids: no `Value` tree per message.
+            ids = scan.ids.map { $0.map(Value.string) ?? .null }
+            if scan.isBatch { batchCount = ids.count }
+        } else {
+            json = body.isEmpty ? nil : (try? ValueJSON.parse(body))
+            if case .object(let object)? = json {
+                if case .array(let messages)? = object["messages"] {
+                    batch = messages
+                    batchCount = messages.count
+                    ids = messages.map { $0["id"] ?? .null }
+                } else if let id = object["id"] {
+                    ids = [id]
+                }
             }
         }
-        let messageCount = batch?.count ?? 1
+        let messageCount = batchCount ?? 1
 
         var reply: [UInt8] = []
         reply.reserveCapacity(64)
@@ -181,7 +195,7 @@ public final class DevSink: Service, Sendable {
             reply += Array(#"{"status":"rejected","error":"#.utf8)
             ValueJSON.write(.string(error ?? "status \(status)"), into: &reply)
             reply.append(UInt8(ascii: "}"))
-        } else if batch != nil {
+        } else if batchCount != nil {
             reply += Array(#"{"results":["#.utf8)
             for (i, id) in ids.enumerated() {
                 if i > 0 { reply.append(UInt8(ascii: ",")) }

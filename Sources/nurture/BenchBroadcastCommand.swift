@@ -36,6 +36,8 @@ struct BenchBroadcastCommand: AsyncParsableCommand {
     @Option(help: "Messages per provider request (the provider's `batch:`).") var providerBatch: Int = 500
     @Option(help: "Recipients per batch job.") var batchSize: Int = 500
     @Flag(help: "Keep the scratch schema (for inspection).") var keepSchema = false
+    @Flag(help: "The sink parses every body in full, as `nurture sink` does (default: it reads only the message ids).")
+    var sinkParsesBodies = false
 
     func validate() throws {
         guard contacts >= 1, workers >= 1, (1...256).contains(concurrency), providerBatch >= 1, batchSize >= 1 else {
@@ -47,7 +49,7 @@ struct BenchBroadcastCommand: AsyncParsableCommand {
         let config = try connection.config()
         LoggingSetup.once(level: .warning)
         let probe = SinkProbe()
-        let sink = try DevSink(host: "127.0.0.1", port: 0, quiet: true, onRequest: { probe.record($0) })
+        let sink = try DevSink(host: "127.0.0.1", port: 0, quiet: true, parseBodies: sinkParsesBodies, onRequest: { probe.record($0) })
         let sinkTask = Task { try await sink.run() }
         defer { sinkTask.cancel() }
         let port = try await sink.waitUntilListening()
@@ -170,12 +172,13 @@ struct BroadcastBench: Sendable {
                            ("messages_per_s", fmt(Double(recipients) / totalSeconds, 0)), ("sink_messages", "\(probe.acceptedMessages)"),
                            ("accepted_rows", "\(accepted)"), ("duplicates", "\(probe.duplicates)"),
                            ("cpu_workers_us_per_message", perMessage(cpu.workers)), ("cpu_postgres_us_per_message", perMessage(cpu.postgres)),
-                           ("cpu_redis_us_per_message", perMessage(cpu.redis))])
+                           ("cpu_redis_us_per_message", perMessage(cpu.redis)), ("cpu_bench_us_per_message", perMessage(cpu.bench))])
         return """
             broadcast to \(recipients) recipients (\(batches) batches of \(batchSize), provider batch \(providerBatch), \(workers) workers × \(concurrency) slots):
               snapshot \(fmt(snapshotSeconds, 2)) s, enqueue \(fmt(enqueueSeconds, 2)) s, delivered \(fmt(deliverSeconds, 2)) s later;
               total \(fmt(totalSeconds, 2)) s = \(fmt(Double(recipients) / totalSeconds, 0)) messages/s end to end; duplicates \(probe.duplicates)
-              CPU per message: workers \(perMessage(cpu.workers)) µs, PostgreSQL \(perMessage(cpu.postgres)) µs, Redis \(perMessage(cpu.redis)) µs
+              CPU per message: workers \(perMessage(cpu.workers)) µs, PostgreSQL \(perMessage(cpu.postgres)) µs, Redis \(perMessage(cpu.redis)) µs,
+                this process (the sink) \(perMessage(cpu.bench)) µs
             """
     }
 }

@@ -100,7 +100,7 @@ struct BenchWorkflowsCommand: AsyncParsableCommand {
                                  batch: batch, dueBatch: dueBatch, pacedRate: pacedRate, pacedSeconds: pacedSeconds,
                                  keepSchema: keepSchema, stallSeconds: stallSeconds)
         let probe = SinkProbe()
-        let sink = try DevSink(host: "127.0.0.1", port: 0, quiet: true, onRequest: { probe.record($0) })
+        let sink = try DevSink(host: "127.0.0.1", port: 0, quiet: true, parseBodies: false, onRequest: { probe.record($0) })
         let sinkTask = Task { try await sink.run() }
         defer { sinkTask.cancel() }
         let port = try await sink.waitUntilListening()
