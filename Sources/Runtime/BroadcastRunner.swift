@@ -212,13 +212,14 @@ public final class BroadcastRunner: Sendable {
             let items = plans.map { (r, delivery) -> DispatchItem in
                 do {
                     let unsubscribe = links.unsubscribeURL(contactId: r.contact, deliveryId: delivery.id)
-                    let context: Value = .object([
+                    var fields: [String: Value] = [
                         "contact": r.view.value,
                         "broadcast": .object(["id": .number(Double(b.id)), "name": .string(b.name)]),
                         "unsubscribe_url": .string(unsubscribe),
-                        "preferences_url": .string(links.preferencesURL(contactId: r.contact)),
                         "now": .time(now),
-                    ])
+                    ]
+                    if r.template.mentionsPreferencesURL { fields["preferences_url"] = .string(links.preferencesURL(contactId: r.contact)) }
+                    let context: Value = .object(fields)
                     let envelope = Envelope(deliveryId: delivery.id, to: r.address, contactId: r.contactKey,
                                             from: r.template.from ?? r.provider.from ?? catalog.settings?.from,
                                             source: .broadcast(id: b.id, name: b.name), unsubscribeURL: unsubscribe)

@@ -20,7 +20,7 @@ extension WorkflowRunner {
             do {
                 let unsubscribe = links.unsubscribeURL(contactId: e.contactId, deliveryId: plan.delivery.id)
                 var context = renderContext(contact: plan.contact, enrollment: e, workflow: plan.workflow, number: plan.number,
-                                            links: links, now: renderNow)
+                                            links: plan.template.mentionsPreferencesURL ? links : nil, now: renderNow)
                 if case .object(var o) = context { o["unsubscribe_url"] = .string(unsubscribe); context = .object(o) }
                 let envelope = Envelope(deliveryId: plan.delivery.id, to: plan.address, contactId: plan.contactKey,
                                         from: plan.template.from ?? plan.provider.from ?? catalog.settings?.from,

@@ -286,6 +286,7 @@ final class DefinitionDecoder {
         var template = TemplateDefinition(name: name, channel: channel, category: category, provider: f["provider"].flatMap { self.name($0, "provider") },
                                           from: string(f["from"], "from"), subject: subject, html: html, text: text, body: body)
         (template.trackOpens, template.trackClicks, template.utm) = tracking
+        template.mentionsPreferencesURL = [subject, html, text, body].contains { $0?.source.contains("preferences_url") == true }
         return template
     }
 

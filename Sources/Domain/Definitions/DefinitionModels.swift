@@ -90,6 +90,9 @@ public struct TemplateDefinition: Sendable {
     public var trackClicks: Bool = true
     /// `utm: {source: newsletter, campaign: spring}`: added to tracked links' destinations as `utm_<name>`.
     public var utm: [String: String] = [:]
+    /// Some part of the template's text mentions `preferences_url`: senders sign that link only then (one HMAC per
+    /// message saved for the templates that do not show it).
+    public var mentionsPreferencesURL = true
 }
 
 // MARK: - scoring
