@@ -176,21 +176,19 @@ public struct BroadcastStore: Sendable {
                 numbered AS (
                     SELECT contact_id, 0 AS variant, \(Self.groupStride) + (row_number() OVER (ORDER BY contact_id) - 1) / $5 AS batch FROM aud
                 ),
-                """) ins AS (
-                    INSERT INTO broadcast_recipients (broadcast_id, contact_id, batch, variant)
-                    SELECT $1, contact_id, batch, variant FROM numbered
-                    RETURNING batch, variant
-                ), batches AS (
-                    INSERT INTO broadcast_batches (broadcast_id, batch, state)
-                    SELECT $1, batch, CASE WHEN min(variant) < 0 THEN 'held' ELSE 'ready' END FROM ins GROUP BY batch
-                    RETURNING 1
+                """) batches AS (
+                    -- One row per batch, its recipients as an array (in contact order); a batch is one variant's.
+                    INSERT INTO broadcast_batches (broadcast_id, batch, state, contacts)
+                    SELECT $1, batch, CASE WHEN min(variant) < 0 THEN 'held' ELSE 'ready' END, array_agg(contact_id ORDER BY contact_id)
+                    FROM numbered GROUP BY batch
+                    RETURNING cardinality(contacts) AS n
                 )
-                , total AS (SELECT count(*) AS n FROM ins)
+                , total AS (SELECT COALESCE(sum(n), 0)::int8 AS n, count(*) AS batches FROM batches)
                 UPDATE broadcasts SET recipients = total.n, started_at = $8, channel = $3,
                        status = CASE WHEN total.n = 0 THEN 'completed' ELSE 'sending' END,
                        finished_at = CASE WHEN total.n = 0 THEN $8::timestamptz END
                 FROM total WHERE id = $1
-                RETURNING recipients, (SELECT count(*) FROM batches)
+                RETURNING recipients, total.batches
                 """, [.int(id), .text(b.segment), .text(rules.channel), .text(rules.category), .int(Int64(max(1, rules.batchSize))),
                       .timestamp(now.addingTimeInterval(-(rules.cap?.periodSeconds ?? 0))), .int(Int64(rules.cap?.count ?? 0)),
                       .timestamp(now)])
@@ -234,11 +232,10 @@ public struct BroadcastStore: Sendable {
 
     /// The recipients of one batch: (contact, variant), by contact.
     public func recipients(_ id: Int64, batch: Int, on db: PostgresConnection) throws -> [(contact: Int64, variant: Int)] {
-        try db.query("SELECT contact_id, variant FROM broadcast_recipients WHERE broadcast_id = $1 AND batch = $2 ORDER BY contact_id",
-                     [.int(id), .int(Int64(batch))]).rows.compactMap { row in
-            guard let c = row[0].int else { return nil }
-            return (c, Int(row[1].int ?? 0))
-        }
+        let variant = batch / Self.groupStride - 1
+        guard let row = try db.query("SELECT contacts FROM broadcast_batches WHERE broadcast_id = $1 AND batch = $2",
+                                     [.int(id), .int(Int64(batch))]).rows.first else { return [] }
+        return (row[0].intArray ?? []).compactMap { $0.map { ($0, variant) } }
     }
 
     /// A batch ran: `done`, or (some messages wait for a retry or were not tried) ready again at `retryAt`.

@@ -28,8 +28,11 @@ private struct BroadcastData {
     }
 
     func recipient(_ broadcast: Int64, _ contact: Int64, variant: Int) throws {
-        try db.execute("INSERT INTO broadcast_recipients (broadcast_id, contact_id, batch, variant) VALUES ($1, $2, 1, $3)",
-                       [.int(broadcast), .int(contact), .int(Int64(variant))])
+        // Recipients live in their batch's array; a batch belongs to one variant ((variant + 1) * 1,000,000 + n).
+        try db.execute("""
+            INSERT INTO broadcast_batches (broadcast_id, batch, state, contacts) VALUES ($1, ($3 + 1) * 1000000, 'done', ARRAY[$2::int8])
+            ON CONFLICT (broadcast_id, batch) DO UPDATE SET contacts = broadcast_batches.contacts || $2::int8
+            """, [.int(broadcast), .int(contact), .int(Int64(variant))])
     }
 
     /// A delivery of the broadcast to `contact`; returns its id. Accepted ones were sent at `sentHours`.
