@@ -293,9 +293,10 @@ public final class BroadcastRunner: Sendable {
                                         address: address, contactKey: contactKey))
         }
         let caps = b.ignoreCaps ? [:] : (catalog.settings?.frequencyCaps ?? [:])
+        // Without caps nothing is locked, and the contacts were just read (live, with their unsubscribe state).
         let reasons = try deliveries.blockReasons(candidates.map {
             SendCheck(contactId: $0.contact, channel: $0.template.channel.rawValue, category: $0.template.category.rawValue, address: $0.address)
-        }, lockContacts: !caps.isEmpty, on: db)
+        }, lockContacts: !caps.isEmpty, liveContacts: caps.isEmpty ? candidates.map { $0.view.isUnsubscribed } : nil, on: db)
         var passed: [Recipient] = []
         for (r, reason) in zip(candidates, reasons) {
             if let reason {

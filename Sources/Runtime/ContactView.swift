@@ -30,6 +30,12 @@ struct ContactView {
         self.stageEnteredAt = enteredAt
     }
 
+    /// The contact unsubscribed from marketing (`unsubscribed_at` is set).
+    var isUnsubscribed: Bool {
+        if case .time? = value["unsubscribed_at"] { return true }
+        return false
+    }
+
     /// Where a message on `channel` goes: the address (email, phone; for push the contact key; none for webhooks)
     /// and the contact key providers see (`external_id`, else the internal id).
     func recipient(on channel: Channel, contactId: Int64) -> (address: String?, contactKey: String) {

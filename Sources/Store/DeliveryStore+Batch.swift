@@ -39,23 +39,40 @@ extension DeliveryStore {
     /// Why each message must not go out (nil: it may), as `blockReason` decides it, for a batch. `lockContacts`
     /// locks the contacts' rows in id order for the rest of the transaction (senders deciding frequency caps for the
     /// same contact take turns).
-    public func blockReasons(_ checks: [SendCheck], lockContacts: Bool, on db: PostgresConnection) throws -> [String?] {
+    ///
+    /// `liveContacts`: the caller has just loaded these contacts in this transaction and found each one neither
+    /// erased nor merged, with `unsubscribed` as given per check: the contacts are not read again (only suppressions
+    /// and consents are). Only without `lockContacts` (a locked contact must be re-read after the lock).
+    public func blockReasons(_ checks: [SendCheck], lockContacts: Bool, liveContacts unsubscribed: [Bool]? = nil,
+                             on db: PostgresConnection) throws -> [String?] {
         if checks.isEmpty { return [] }
+        precondition(unsubscribed == nil || (!lockContacts && unsubscribed!.count == checks.count), "liveContacts: one per check, no lock")
         var statements: [(String, [PostgresValue])] = []
         if lockContacts {
             let ids = Array(Set(checks.map(\.contactId))).sorted()
             statements.append(("SELECT id FROM contacts WHERE id = ANY($1::int8[]) ORDER BY id FOR UPDATE",
                                [.intArray(ids.map { Optional($0) })]))
         }
-        statements.append(("""
-            SELECT u.n, c.id IS NULL, c.erased_at IS NOT NULL, c.merged_into IS NOT NULL, c.unsubscribed_at IS NOT NULL,
-                   EXISTS (SELECT 1 FROM suppressions s WHERE s.channel = u.ch AND s.address = lower(u.addr)),
-                   (SELECT k.granted FROM consents k WHERE k.contact_id = c.id AND k.category = u.cat AND k.channel IN (u.ch, '*')
-                    ORDER BY k.at DESC, k.id DESC LIMIT 1)
-            FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS u(cid, ch, cat, addr, n)
-            LEFT JOIN contacts c ON c.id = u.cid
-            """, [.intArray(checks.map { $0.contactId }), .textArray(checks.map { $0.channel }),
-                  .textArray(checks.map { $0.category }), .textArray(checks.map { $0.address })]))
+        let parameters: [PostgresValue] = [.intArray(checks.map { $0.contactId }), .textArray(checks.map { $0.channel }),
+                                           .textArray(checks.map { $0.category }), .textArray(checks.map { $0.address })]
+        if unsubscribed != nil {
+            statements.append(("""
+                SELECT u.n, false, false, false, false,
+                       EXISTS (SELECT 1 FROM suppressions s WHERE s.channel = u.ch AND s.address = lower(u.addr)),
+                       (SELECT k.granted FROM consents k WHERE k.contact_id = u.cid AND k.category = u.cat AND k.channel IN (u.ch, '*')
+                        ORDER BY k.at DESC, k.id DESC LIMIT 1)
+                FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS u(cid, ch, cat, addr, n)
+                """, parameters))
+        } else {
+            statements.append(("""
+                SELECT u.n, c.id IS NULL, c.erased_at IS NOT NULL, c.merged_into IS NOT NULL, c.unsubscribed_at IS NOT NULL,
+                       EXISTS (SELECT 1 FROM suppressions s WHERE s.channel = u.ch AND s.address = lower(u.addr)),
+                       (SELECT k.granted FROM consents k WHERE k.contact_id = c.id AND k.category = u.cat AND k.channel IN (u.ch, '*')
+                        ORDER BY k.at DESC, k.id DESC LIMIT 1)
+                FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS u(cid, ch, cat, addr, n)
+                LEFT JOIN contacts c ON c.id = u.cid
+                """, parameters))
+        }
         let results = try db.pipeline(statements)
         var reasons = [String?](repeating: nil, count: checks.count)
         for row in results[results.count - 1].rows {
@@ -66,7 +83,7 @@ extension DeliveryStore {
             if row[3].bool == true { reasons[i] = "merged into another contact"; continue }
             if row[5].bool == true { reasons[i] = "address suppressed"; continue }
             if checks[i].category != "transactional" {
-                if row[4].bool == true { reasons[i] = "unsubscribed"; continue }
+                if row[4].bool == true || unsubscribed?[i] == true { reasons[i] = "unsubscribed"; continue }
                 if row[6].bool == false { reasons[i] = "no consent for \(checks[i].category) on \(checks[i].channel)" }
             }
         }
@@ -96,29 +113,61 @@ extension DeliveryStore {
 
     /// Inserts the delivery rows that do not exist yet (by dedupe key), each with its own status and reason;
     /// `lockSeconds`: with their send lock taken (and the attempt counted), returning `dedupe_key, id` of each.
+    ///
+    /// A column whose value is the same in every row (a broadcast batch's template, provider, source, status...)
+    /// travels as one parameter instead of an array the server parses and unnests element by element.
     private static func insertMany(_ rows: [(intent: DeliveryIntent, status: String, reason: String?)], now: Date,
                                    lockSeconds: Double? = nil) -> (String, [PostgresValue]) {
         let intents = rows.map(\.intent)
+        var parameters: [PostgresValue] = [.timestamp(now), lockSeconds.map { .double($0) } ?? .null]
+        var unnested: [(argument: String, alias: String)] = []
+        var expressions: [String] = []
+        func column<T: Equatable>(_ alias: String, _ values: [T?], type: String, always array: Bool = false,
+                                  scalar: (T) -> PostgresValue, array makeArray: ([T?]) -> PostgresValue) {
+            if !array, let first = values.first, values.allSatisfy({ $0 == first }) {
+                parameters.append(first.map(scalar) ?? .null)
+                expressions.append("$\(parameters.count)::\(type)")
+            } else {
+                parameters.append(makeArray(values))
+                unnested.append(("$\(parameters.count)::\(type)[]", alias))
+                expressions.append("u.\(alias)")
+            }
+        }
+        func text(_ alias: String, _ values: [String?], always array: Bool = false) {
+            column(alias, values, type: "text", always: array, scalar: PostgresValue.text, array: PostgresValue.textArray)
+        }
+        func int(_ alias: String, _ values: [Int64?], always array: Bool = false) {
+            column(alias, values, type: "int8", always: array, scalar: PostgresValue.int, array: PostgresValue.intArray)
+        }
+        text("id", intents.map { _ in DeliveryID.next() }, always: true)
+        text("k", intents.map { $0.dedupeKey }, always: true)
+        int("c", intents.map { $0.contactId }, always: true)
+        text("ch", intents.map { $0.channel })
+        text("cat", intents.map { $0.category })
+        text("t", intents.map { $0.template })
+        int("tv", intents.map { $0.templateVersion.map(Int64.init) })
+        text("p", intents.map { $0.provider })
+        text("sk", intents.map { $0.sourceKind })
+        text("sn", intents.map { $0.sourceName })
+        int("st", intents.map { $0.step.map(Int64.init) })
+        int("e", intents.map { $0.enrollmentId })
+        int("b", intents.map { $0.broadcastId })
+        text("s", rows.map { $0.status })
+        text("r", rows.map { $0.reason })
+        let e = expressions
         return ("""
             INSERT INTO deliveries (id, dedupe_key, contact_id, channel, category, template, template_version, provider, source_kind,
                                     source_name, step, enrollment_id, broadcast_id, status, last_error, created_at, updated_at,
                                     locked_until, attempts)
-            SELECT u.id::uuid, u.k, u.c, u.ch, u.cat, u.t, u.tv::int, u.p, u.sk, u.sn, u.st::int, u.e, u.b, u.s, u.r, $15, $15,
-                   clock_timestamp() + make_interval(secs => $16::float8), CASE WHEN $16::float8 IS NULL THEN 0 ELSE 1 END
-            FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::text[], $8::text[], $9::text[],
-                        $10::int8[], $11::int8[], $12::int8[], $13::text[], $14::text[], $17::text[]) WITH ORDINALITY
-                 AS u(k, c, ch, cat, t, tv, p, sk, sn, st, e, b, s, r, id, n)
+            SELECT \(e[0])::uuid, \(e[1]), \(e[2]), \(e[3]), \(e[4]), \(e[5]), \(e[6])::int, \(e[7]), \(e[8]), \(e[9]), \(e[10])::int,
+                   \(e[11]), \(e[12]), \(e[13]), \(e[14]), $1, $1,
+                   clock_timestamp() + make_interval(secs => $2::float8), CASE WHEN $2::float8 IS NULL THEN 0 ELSE 1 END
+            FROM unnest(\(unnested.map(\.argument).joined(separator: ", "))) WITH ORDINALITY
+                 AS u(\(unnested.map(\.alias).joined(separator: ", ")), n)
             ORDER BY u.n
             ON CONFLICT (dedupe_key) DO NOTHING
             \(lockSeconds == nil ? "" : "RETURNING dedupe_key, id::text")
-            """,
-            [.textArray(intents.map { $0.dedupeKey }), .intArray(intents.map { $0.contactId }), .textArray(intents.map { $0.channel }),
-             .textArray(intents.map { $0.category }), .textArray(intents.map { $0.template }),
-             .intArray(intents.map { $0.templateVersion.map(Int64.init) }), .textArray(intents.map { $0.provider }),
-             .textArray(intents.map { $0.sourceKind }), .textArray(intents.map { $0.sourceName }),
-             .intArray(intents.map { $0.step.map(Int64.init) }), .intArray(intents.map { $0.enrollmentId }),
-             .intArray(intents.map { $0.broadcastId }), .textArray(rows.map { $0.status }), .textArray(rows.map { $0.reason }),
-             .timestamp(now), lockSeconds.map { .double($0) } ?? .null, .textArray(intents.map { _ in DeliveryID.next() })])
+            """, parameters)
     }
 
     /// Records deliveries decided without a provider call (`suppressed`, `skipped`), unless they exist.

@@ -14,7 +14,8 @@ struct DevSinkTests {
         let sink = try DevSink(host: "127.0.0.1", port: 0, quiet: true, parseBodies: parseBodies, onRequest: { r in seen.withLock { $0.append(r) } })
         let task = Task { try await sink.run() }
         defer { task.cancel() }
-        let port = try await sink.waitUntilListening()
+        // Generous: in the full parallel suite the concurrency pool that starts `run()` can be busy for a while.
+        let port = try await sink.waitUntilListening(timeoutSeconds: 120)
         let replies = try await BlockingExecutor.shared.run { () throws -> [String] in
             let client = HTTPClient()
             defer { client.close() }
