@@ -187,7 +187,9 @@ extension DeliveryStore {
             guard let key = row[0].string, let id = row[1].string else { continue }
             byKey[key] = OpenedDelivery(id: id, status: "pending", attempts: 1, mine: true)
         }
-        let existing: [String?] = intents.compactMap { byKey[$0.dedupeKey] == nil ? $0.dedupeKey : nil }
+        // (Typed `[String]`: as `[String?]` the closure's nil was kept as `.some(nil)`, so every batch paid a useless
+        // lookup of NULL keys.)
+        let existing: [String] = intents.compactMap { byKey[$0.dedupeKey] == nil ? $0.dedupeKey : nil }
         if !existing.isEmpty {
             for row in try db.query("""
                 WITH locked AS (
@@ -196,7 +198,7 @@ extension DeliveryStore {
                     RETURNING id)
                 SELECT d.dedupe_key, d.id::text, d.status, d.attempts + CASE WHEN l.id IS NULL THEN 0 ELSE 1 END, l.id IS NOT NULL
                 FROM deliveries d LEFT JOIN locked l ON l.id = d.id WHERE d.dedupe_key = ANY($1::text[])
-                """, [.textArray(existing), .double(lockSeconds)]).rows {
+                """, [.textArray(existing.map { Optional($0) }), .double(lockSeconds)]).rows {
                 guard let key = row[0].string, let id = row[1].string else { continue }
                 byKey[key] = OpenedDelivery(id: id, status: row[2].string ?? "pending", attempts: Int(row[3].int ?? 0), mine: row[4].bool ?? false)
             }
