@@ -26,7 +26,8 @@ struct BenchBroadcastCommand: AsyncParsableCommand {
             Output: `bench=broadcast key=value` lines: contacts, snapshot_s, enqueue_s,
             deliver_s (first enqueue → last message accepted), total_s (send → last accepted),
             messages_per_s (end to end), duplicates (delivery ids the sink saw twice),
-            cpu_*_us_per_message. Run a release build:
+            cpu_*_us_per_message (workers, PostgreSQL, Redis, this process = the sink),
+            machine_renders_per_s (this machine's speed at the time). Run a release build:
               swift build -c release && .build/release/nurture bench broadcast --contacts 1000000
             """)
     @OptionGroup var connection: ConnectionOptions
@@ -165,6 +166,10 @@ struct BroadcastBench: Sendable {
             if accepted < recipients { sleepMilliseconds(50) }
         } while accepted < recipients && monotonicMilliseconds() < settleDeadline
         let perMessage = { (seconds: Double) in fmt(seconds * 1e6 / Double(max(1, recipients)), 0) }
+        // The machine's speed right now (a shared VM's varies by a third from hour to hour): welcome-1 renders per
+        // second on one thread, the same figure `bench workflows` prints, to compare runs made at different times.
+        let calibration = try WorkflowsBench.render(count: 100_000)
+        let rendersPerSecond = Double(calibration.renders) / calibration.seconds
         emit("broadcast", [("contacts", "\(contacts)"), ("members", "\(members)"), ("recipients", "\(recipients)"), ("batches", "\(batches)"),
                            ("workers", "\(workers)"), ("concurrency", "\(concurrency)"), ("provider_batch", "\(providerBatch)"),
                            ("import_s", fmt(importSeconds, 2)), ("snapshot_s", fmt(snapshotSeconds, 2)), ("enqueue_s", fmt(enqueueSeconds, 2)),
@@ -172,13 +177,15 @@ struct BroadcastBench: Sendable {
                            ("messages_per_s", fmt(Double(recipients) / totalSeconds, 0)), ("sink_messages", "\(probe.acceptedMessages)"),
                            ("accepted_rows", "\(accepted)"), ("duplicates", "\(probe.duplicates)"),
                            ("cpu_workers_us_per_message", perMessage(cpu.workers)), ("cpu_postgres_us_per_message", perMessage(cpu.postgres)),
-                           ("cpu_redis_us_per_message", perMessage(cpu.redis)), ("cpu_bench_us_per_message", perMessage(cpu.bench))])
+                           ("cpu_redis_us_per_message", perMessage(cpu.redis)), ("cpu_bench_us_per_message", perMessage(cpu.bench)),
+                           ("machine_renders_per_s", fmt(rendersPerSecond, 0))])
         return """
             broadcast to \(recipients) recipients (\(batches) batches of \(batchSize), provider batch \(providerBatch), \(workers) workers × \(concurrency) slots):
               snapshot \(fmt(snapshotSeconds, 2)) s, enqueue \(fmt(enqueueSeconds, 2)) s, delivered \(fmt(deliverSeconds, 2)) s later;
               total \(fmt(totalSeconds, 2)) s = \(fmt(Double(recipients) / totalSeconds, 0)) messages/s end to end; duplicates \(probe.duplicates)
               CPU per message: workers \(perMessage(cpu.workers)) µs, PostgreSQL \(perMessage(cpu.postgres)) µs, Redis \(perMessage(cpu.redis)) µs,
                 this process (the sink) \(perMessage(cpu.bench)) µs
+              machine speed: \(fmt(rendersPerSecond, 0)) welcome-1 renders/s on one thread (compare runs by it)
             """
     }
 }
