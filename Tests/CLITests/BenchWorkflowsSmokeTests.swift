@@ -85,7 +85,7 @@ import TestSupport
         #expect(line["sink_messages"] == "1200")
         #expect(line["accepted_rows"] == "1200")
         #expect(line["duplicates"] == "0")
-        for key in ["snapshot_s", "enqueue_s", "deliver_s", "total_s", "messages_per_s"] {
+        for key in ["snapshot_s", "enqueue_s", "deliver_s", "total_s", "messages_per_s", "cpu_bench_us_per_message", "machine_renders_per_s"] {
             #expect(Double(line[key] ?? "") != nil, "\(key) in \(line)")
         }
     }

@@ -24,6 +24,30 @@ import TestSupport
         }
     }
 
+    /// Migration 7 moves an in-flight broadcast's recipients into its batches' arrays: workers and reports see the
+    /// same recipients, A/B groups included, after the upgrade.
+    @Test func recipientsSurviveTheMoveIntoBatchArrays() throws {
+        let database = try TestDatabase.create(prefix: "mig")
+        defer { database.drop() }
+        let db = try database.connect()
+        try Migrator(migrations: Migration.all.filter { $0.version < 7 }).migrate(db)
+        try db.simpleQuery("""
+            INSERT INTO broadcasts (id, name, segment, templates, status, scheduled_at, created_at) VALUES (5, 'b', 's', '{a,b}', 'sending', now(), now());
+            INSERT INTO broadcast_batches (broadcast_id, batch, state) VALUES (5, 1000000, 'done'), (5, 2000000, 'ready'), (5, 0, 'held');
+            INSERT INTO broadcast_recipients (broadcast_id, contact_id, batch, variant)
+                VALUES (5, 30, 1000000, 0), (5, 10, 1000000, 0), (5, 20, 2000000, 1), (5, 40, 0, -1), (5, 50, 0, -1);
+            """)
+        let outcome = try Migrator().migrate(db)
+        #expect(outcome.applied.contains(7))
+        let store = BroadcastStore()
+        #expect(try store.recipients(5, batch: 1_000_000, on: db).map { "\($0.contact)/\($0.variant)" } == ["10/0", "30/0"])
+        #expect(try store.recipients(5, batch: 2_000_000, on: db).map { "\($0.contact)/\($0.variant)" } == ["20/1"])
+        #expect(try store.recipients(5, batch: 0, on: db).map { "\($0.contact)/\($0.variant)" } == ["40/-1", "50/-1"])
+        let view = try db.query("SELECT contact_id, batch, variant FROM broadcast_recipients WHERE broadcast_id = 5 ORDER BY contact_id").rows
+        #expect(view.map { "\($0[0].int!)@\($0[1].int!)/\($0[2].int!)" }
+                == ["10@1000000/0", "20@2000000/1", "30@1000000/0", "40@0/-1", "50@0/-1"])
+    }
+
     @Test func concurrentMigratorsApplyOnce() throws {
         let database = try TestDatabase.create(prefix: "mig")
         defer { database.drop() }
