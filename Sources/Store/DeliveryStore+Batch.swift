@@ -53,26 +53,18 @@ extension DeliveryStore {
             statements.append(("SELECT id FROM contacts WHERE id = ANY($1::int8[]) ORDER BY id FOR UPDATE",
                                [.intArray(ids.map { Optional($0) })]))
         }
-        let parameters: [PostgresValue] = [.intArray(checks.map { $0.contactId }), .textArray(checks.map { $0.channel }),
-                                           .textArray(checks.map { $0.category }), .textArray(checks.map { $0.address })]
-        if unsubscribed != nil {
-            statements.append(("""
-                SELECT u.n, false, false, false, false,
-                       EXISTS (SELECT 1 FROM suppressions s WHERE s.channel = u.ch AND s.address = lower(u.addr)),
-                       (SELECT k.granted FROM consents k WHERE k.contact_id = u.cid AND k.category = u.cat AND k.channel IN (u.ch, '*')
-                        ORDER BY k.at DESC, k.id DESC LIMIT 1)
-                FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS u(cid, ch, cat, addr, n)
-                """, parameters))
-        } else {
-            statements.append(("""
-                SELECT u.n, c.id IS NULL, c.erased_at IS NOT NULL, c.merged_into IS NOT NULL, c.unsubscribed_at IS NOT NULL,
-                       EXISTS (SELECT 1 FROM suppressions s WHERE s.channel = u.ch AND s.address = lower(u.addr)),
-                       (SELECT k.granted FROM consents k WHERE k.contact_id = c.id AND k.category = u.cat AND k.channel IN (u.ch, '*')
-                        ORDER BY k.at DESC, k.id DESC LIMIT 1)
-                FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS u(cid, ch, cat, addr, n)
-                LEFT JOIN contacts c ON c.id = u.cid
-                """, parameters))
-        }
+        // The contact's own state (does it exist, erased, merged, unsubscribed) is read here unless the caller has it.
+        let readContacts = unsubscribed == nil
+        statements.append(("""
+            SELECT u.n, \(readContacts ? "c.id IS NULL, c.erased_at IS NOT NULL, c.merged_into IS NOT NULL, c.unsubscribed_at IS NOT NULL"
+                                        : "false, false, false, false"),
+                   EXISTS (SELECT 1 FROM suppressions s WHERE s.channel = u.ch AND s.address = lower(u.addr)),
+                   (SELECT k.granted FROM consents k WHERE k.contact_id = u.cid AND k.category = u.cat AND k.channel IN (u.ch, '*')
+                    ORDER BY k.at DESC, k.id DESC LIMIT 1)
+            FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS u(cid, ch, cat, addr, n)
+            \(readContacts ? "LEFT JOIN contacts c ON c.id = u.cid" : "")
+            """, [.intArray(checks.map { $0.contactId }), .textArray(checks.map { $0.channel }),
+                  .textArray(checks.map { $0.category }), .textArray(checks.map { $0.address })]))
         let results = try db.pipeline(statements)
         var reasons = [String?](repeating: nil, count: checks.count)
         for row in results[results.count - 1].rows {
