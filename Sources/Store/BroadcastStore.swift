@@ -197,7 +197,8 @@ public struct BroadcastStore: Sendable {
     }
 
     /// The broadcast's batches that are ready to send and not leased, leased for `leaseSeconds` (wall clock) now:
-    /// the caller enqueues their jobs. `limit` caps how many.
+    /// the caller enqueues their jobs. `limit` caps how many. The update finds them by key (`= ANY (ARRAY(...))`),
+    /// not by a join with the CTE, which PostgreSQL may answer by hashing every batch of every broadcast.
     public func leaseReady(_ id: Int64, limit: Int, leaseSeconds: Double, now: Date, on db: PostgresConnection) throws -> [Int] {
         try db.query("""
             WITH ready AS (
@@ -206,7 +207,7 @@ public struct BroadcastStore: Sendable {
                   AND (b.due_at IS NULL OR b.due_at <= $4)
                 ORDER BY b.batch LIMIT $2 FOR UPDATE SKIP LOCKED)
             UPDATE broadcast_batches b SET lease_until = clock_timestamp() + make_interval(secs => $3)
-            FROM ready WHERE b.broadcast_id = ready.broadcast_id AND b.batch = ready.batch
+            WHERE b.broadcast_id = $1 AND b.batch = ANY (ARRAY(SELECT batch FROM ready))
             RETURNING b.batch
             """, [.int(id), .int(Int64(limit)), .double(leaseSeconds), .timestamp(now)]).rows.compactMap { $0[0].int.map(Int.init) }.sorted()
     }

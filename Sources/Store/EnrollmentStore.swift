@@ -165,6 +165,9 @@ public struct EnrollmentStore: Sendable {
     /// Claims up to `limit` due enrollments of workflows that are not paused: each gets a wall-clock lease of
     /// `leaseSeconds` (no other scheduler claims it meanwhile; when it runs out — the job was lost with Redis or its
     /// worker — it is claimed again). `FOR UPDATE SKIP LOCKED`: schedulers never wait for each other.
+    /// The update finds the claimed rows by primary key (`= ANY (ARRAY(...))`): written as a join with the CTE,
+    /// PostgreSQL hashed the whole table on every claim (60 ms per claim at 100,000 enrollments, growing with the
+    /// table; now proportional to the rows claimed).
     public func claimDue(now: Date, limit: Int, leaseSeconds: Double, on db: PostgresConnection) throws -> [DueEnrollment] {
         try db.query("""
             WITH due AS (
@@ -176,7 +179,7 @@ public struct EnrollmentStore: Sendable {
                 LIMIT $2
                 FOR UPDATE SKIP LOCKED)
             UPDATE enrollments e SET lease_until = clock_timestamp() + make_interval(secs => $3)
-            FROM due WHERE e.id = due.id
+            WHERE e.id = ANY (ARRAY(SELECT id FROM due))
             RETURNING e.id, e.step_seq, e.due_at
             """, [.timestamp(now), .int(Int64(limit)), .double(leaseSeconds)]).rows.compactMap { row in
             guard let id = row[0].int, let seq = row[1].int, let due = row[2].date else { return nil }

@@ -36,8 +36,8 @@ struct BenchWorkflowsCommand: AsyncParsableCommand {
             seconds ahead (enrollment time is not in the figure). Measured from T until the sink has accepted every
             message: steps/s (3 × contacts / seconds), messages/s and jobs/s (one workflow.step job runs the three
             sends of an enrollment). Lateness of the due steps (step 1 of each enrollment), three ways:
-            claim = due → the scheduler claimed it (a row trigger the bench adds to its scratch schema records
-            clock_timestamp() when a step-0 enrollment gets its lease; it fires once per enrollment);
+            claim = due → the scheduler claimed it (the scheduler in this process reports each claim as it returns;
+            the first claim of each enrollment at step 0 counts);
             start = due → the worker began the step (deliveries.created_at, the runner's clock at the start of the
             step); accepted = due → the provider call was answered (deliveries.sent_at). In a burst all three
             include draining everything due at the same time (the scheduler claims nothing while the step queue
@@ -230,16 +230,6 @@ struct WorkflowsBench {
         let url = plan.databaseURL + (plan.databaseURL.contains("?") ? "&" : "?") + "options=-csearch_path%3D\(schema)"
         let db = try PostgresConnection(url: url)
         _ = try Migrator().migrate(db)
-        // The claim tap: when the scheduler gives a step-0 enrollment its first lease, note the time (bench only).
-        try db.simpleQuery("""
-            CREATE TABLE bench_claims (enrollment_id bigint NOT NULL, claimed_at timestamptz NOT NULL);
-            CREATE FUNCTION bench_record_claim() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN INSERT INTO bench_claims VALUES (NEW.id, clock_timestamp()); RETURN NEW; END $$;
-            CREATE TRIGGER bench_claim BEFORE UPDATE OF lease_until ON enrollments FOR EACH ROW
-                WHEN (OLD.lease_until IS NULL AND NEW.lease_until IS NOT NULL AND NEW.step_seq = 0)
-                EXECUTE FUNCTION bench_record_claim();
-            """)
-
         let scratch = NSTemporaryDirectory() + "nurture-bench-workflows-\(schema)"
         try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
         defer { if !plan.keepSchema { try? FileManager.default.removeItem(atPath: scratch) } }
@@ -266,7 +256,10 @@ struct WorkflowsBench {
         options.dueBatch = plan.dueBatch
         var logger = Logger(label: "nurture.bench.scheduler")
         logger.logLevel = .warning
-        let scheduler = SchedulerEngine(options: options, tasks: [], clock: InstallationClock(timeTravelAllowed: false), logger: logger)
+        // The claim tap: the lateness of each enrollment's first claim at step 0, as the scheduler returns it.
+        let claims = ClaimTap()
+        let scheduler = SchedulerEngine(options: options, tasks: [], clock: InstallationClock(timeTravelAllowed: false), logger: logger,
+                                        onClaimed: { due, at in claims.record(due, at: at) })
         try scheduler.start()
         defer { scheduler.stop() }
 
@@ -275,7 +268,7 @@ struct WorkflowsBench {
         defer { fleet.stop() }
         let redis = try RedisConnection(url: redisServer.url)
 
-        let phases = PhaseRunner(bench: self, db: db, scheduler: scheduler, versions: versions, scratch: scratch,
+        let phases = PhaseRunner(bench: self, db: db, scheduler: scheduler, claims: claims, versions: versions, scratch: scratch,
                                  fleet: fleet, redisPid: redisServer.process.pid, redis: redis, namespace: namespace)
         // Warm-up: every slot opens its connections and loads the catalog.
         let warm = try phases.run(workflow: "bench-warmup", count: min(plan.contacts, plan.workers * plan.concurrency * 2),
@@ -439,11 +432,27 @@ struct PhaseFigures {
     }
 }
 
+/// Due → claimed, in ms, of each enrollment's first claim at step 0 (told by the scheduler running in this process).
+final class ClaimTap: Sendable {
+    private let first = Mutex<[Int64: Double]>([:])
+
+    func record(_ due: [DueEnrollment], at: Date) {
+        first.withLock { first in
+            for d in due where d.stepSeq == 0 && first[d.id] == nil {
+                first[d.id] = at.timeIntervalSince(d.dueAt) * 1000
+            }
+        }
+    }
+
+    var lateness: [Int64: Double] { first.withLock { $0 } }
+}
+
 /// Enrolls, waits for the sink, and reads the figures back.
 struct PhaseRunner {
     let bench: WorkflowsBench
     let db: PostgresConnection
     let scheduler: SchedulerEngine
+    let claims: ClaimTap
     let versions: [String: Int]
     let scratch: String
     let fleet: BenchWorkerFleet
@@ -532,11 +541,9 @@ struct PhaseRunner {
         // Claim, start and accepted lateness of step 1 (the due step), and every step's run time.
         var claim: [Double] = []
         claim.reserveCapacity(count)
-        for row in try db.query("""
-            SELECT (extract(epoch FROM min(b.claimed_at) - min(e.started_at)) * 1000)::float8
-            FROM bench_claims b JOIN enrollments e ON e.id = b.enrollment_id WHERE e.workflow = $1 GROUP BY e.id
-            """, [.text(workflow)]).rows {
-            if let c = row[0].double { claim.append(c) }
+        let claimed = claims.lateness
+        for row in try db.query("SELECT id FROM enrollments WHERE workflow = $1", [.text(workflow)]).rows {
+            if let id = row[0].int, let c = claimed[id] { claim.append(c) }
         }
         claim.sort()
         var start: [Double] = [], accepted: [Double] = []
