@@ -14,5 +14,6 @@ public struct Migration: Sendable {
 
 extension Migration {
     /// Every migration, oldest first.
-    public static let all: [Migration] = [initialSchema, behaviourScan, workflows, broadcasts, deliveryContactKey, broadcastDeliveryRange, batchRecipients]
+    public static let all: [Migration] = [initialSchema, behaviourScan, workflows, broadcasts, deliveryContactKey, broadcastDeliveryRange, batchRecipients,
+                                          leanDeliveryIndexes]
 }

@@ -141,7 +141,9 @@ final class WorkflowHarness: @unchecked Sendable {
 
     /// Every message the sink received: one per delivery id (a batch request counts each of its messages).
     func sunk() throws -> [SunkMessage] {
-        let text = (try? String(contentsOfFile: sinkLog, encoding: .utf8)) ?? ""
+        var text = (try? String(contentsOfFile: sinkLog, encoding: .utf8)) ?? ""
+        // The sink may be appending a line right now: only whole (newline-terminated) lines count.
+        if let lastNewline = text.lastIndex(of: "\n") { text = String(text[...lastNewline]) } else { text = "" }
         var out: [SunkMessage] = []
         var webhookDeliveries: [String: [String]] = [:]
         for line in text.split(separator: "\n") {
