@@ -17,8 +17,9 @@ public final class TestDatabase: Sendable {
     }
 
     /// Creates a uniquely named schema (throws if `NURTURE_TEST_DATABASE_URL` is unset: run through `ops/test`).
-    public static func create(prefix: String = "t") throws -> TestDatabase {
-        let base = try TestEnvironment.databaseURL()
+    /// `baseURL`: another cluster (a test's private `PostgresServerProcess`) instead of the shared one.
+    public static func create(prefix: String = "t", baseURL: String? = nil) throws -> TestDatabase {
+        let base = try baseURL ?? TestEnvironment.databaseURL()
         let database = TestDatabase(baseURL: base, schema: TestEnvironment.uniqueName(prefix))
         let connection = try PostgresConnection(url: base)
         defer { connection.close() }

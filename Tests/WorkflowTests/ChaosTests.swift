@@ -7,7 +7,8 @@ import Testing
 import TestSupport
 
 /// Every message still goes out when workers are SIGKILLed mid-send and Redis is flushed mid-run: workflow state
-/// lives in PostgreSQL, leases run out, the scheduler enqueues again, deliveries keep their ids.
+/// lives in PostgreSQL, leases run out, the scheduler enqueues again, deliveries keep their ids. And when PostgreSQL
+/// itself crashes mid-send: roles reconnect, send locks run out, the same delivery ids are sent again.
 @Suite(.serialized) struct ChaosTests {
     @Test func killedWorkersAndAFlushedRedisLoseAndDuplicateNoMessage() async throws {
         // FLUSHALL needs a Redis of its own: the shared test server carries other tests' queues meanwhile.
@@ -65,6 +66,65 @@ import TestSupport
         let ids = try h.sunk().map(\.deliveryId)
         let repeats = ids.count - Set(ids).count
         #expect(repeats <= kills * 4, "\(repeats) repeated delivery ids after \(kills) kills")
+    }
+
+    /// PostgreSQL crashes twice (`pg_ctl stop -m immediate`: every backend dies at once, crash recovery on the next
+    /// start) while a broadcast goes out and events arrive. Nothing is lost or sent twice: every recipient gets the
+    /// message under one delivery id, the broadcast completes, and every event that came in during an outage is
+    /// ingested once. Scheduler and workers ride the outages out (they reconnect); nobody restarts them.
+    @Test func aPostgresCrashMidSendLosesAndDuplicatesNothing() async throws {
+        let postgres = try PostgresServerProcess()
+        defer { postgres.stop() }
+        let h = try WorkflowHarness(databaseURL: postgres.url)
+        defer { h.cleanUp() }
+        h.emailPath = "/slow/5"
+        let people = 200   // at 20/s: ten seconds of sending, so both crashes land mid-broadcast
+        try BroadcastTests.setUp(h, people: people)
+        try h.start("scheduler", ["scheduler"])
+        try h.start("worker-1", ["worker", "--concurrency", "4", "--lease", "2s"])
+        try h.start("worker-2", ["worker", "--concurrency", "4", "--lease", "2s"])
+        let out = try h.cli(["broadcast", "send", "--segment", "everyone", "--template", "news", "--rate", "20/s", "--batch-size", "10"])
+        let id = Int64(out.split(separator: "\n").first.map(String.init) ?? "") ?? 0
+        #expect(id > 0, "broadcast send printed \(out)")
+
+        var sunkAtCrash: [Int] = []
+        var events: [String] = []
+        for crash in 0..<2 {
+            try await Task.sleep(nanoseconds: 1_500_000_000)
+            sunkAtCrash.append(try h.sunk().count)
+            try postgres.crash()
+            // Events that arrive while PostgreSQL is down wait in the stream.
+            for i in 0..<20 {
+                let messageId = "outage-\(crash)-\(i)"
+                try h.track("b\(i)", "Outage Event", at: Date(), id: messageId)
+                events.append(messageId)
+            }
+            try await Task.sleep(nanoseconds: 2_000_000_000)
+            try postgres.start()
+        }
+        #expect(sunkAtCrash[0] < people, "the first crash came after the whole broadcast (\(sunkAtCrash))")
+        // The harness's own connection died with the server: its next statements reconnect.
+        for _ in 0..<20 where (try? h.db.query("SELECT 1")) == nil { try await Task.sleep(nanoseconds: 250_000_000) }
+
+        let expected = (0..<people).map { "b\($0) news" }
+        try await h.expectUnique(expected, within: 180, "broadcast \(id) after two PostgreSQL crashes (sunk at the crashes: \(sunkAtCrash))")
+        let deadline = monotonicMilliseconds() + 60_000
+        func ingested() throws -> (Int64, Int64) {
+            let row = try h.db.query("SELECT count(*), count(DISTINCT message_id) FROM events WHERE name = 'Outage Event'").rows.first
+            return (row?[0].int ?? 0, row?[1].int ?? 0)
+        }
+        while monotonicMilliseconds() < deadline, try ingested().1 < Int64(events.count) { try await Task.sleep(nanoseconds: 200_000_000) }
+        let (rows, distinct) = try ingested()
+        #expect(rows == Int64(events.count) && distinct == Int64(events.count), "events ingested: \(rows) rows, \(distinct) distinct of \(events.count)")
+        while monotonicMilliseconds() < deadline,
+              try BroadcastTests.count(h, "SELECT count(*) FROM broadcasts WHERE id = $1 AND status = 'completed'", [.int(id)]) == 0 {
+            try await Task.sleep(nanoseconds: 200_000_000)
+        }
+        #expect(try BroadcastTests.count(h, "SELECT count(*) FROM broadcasts WHERE id = $1 AND status = 'completed'", [.int(id)]) == 1)
+        #expect(try BroadcastTests.count(h, "SELECT count(*) FROM deliveries WHERE broadcast_id = $1 AND status = 'accepted'", [.int(id)]) == people)
+        let exited = h.roles.filter { !$0.value.isRunning }.keys.sorted()
+        let tails = try exited.map { "\($0):\n\(try h.logTail($0, lines: 20))" }.joined(separator: "\n")
+        #expect(exited.isEmpty, "roles exited during the outages: \(exited)\n\(tails)")
     }
 }
 

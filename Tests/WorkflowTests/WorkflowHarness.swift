@@ -38,11 +38,12 @@ final class WorkflowHarness: @unchecked Sendable {
     /// The sink path the `email` provider posts to (`/slow/30` makes every send take 30 ms).
     var emailPath = "/email"
 
-    /// `redisURL`: a private server for tests that flush it (the shared one serves other tests at the same time).
-    init(redisURL privateRedis: String? = nil) throws {
+    /// `redisURL`: a private server for tests that flush it (the shared one serves other tests at the same time);
+    /// `databaseURL`: a private PostgreSQL cluster for tests that crash it.
+    init(redisURL privateRedis: String? = nil, databaseURL privateDatabase: String? = nil) throws {
         namespace = TestEnvironment.uniqueName("wf")
         redisURL = try privateRedis ?? TestEnvironment.redisURL()
-        database = try TestDatabase.create(prefix: "wf")
+        database = try TestDatabase.create(prefix: "wf", baseURL: privateDatabase)
         db = try database.connect()
         _ = try Migrator().migrate(db)
         redis = try RedisConnection(url: redisURL)
