@@ -232,8 +232,8 @@ public final class SchedulerEngine: Sendable {
                 let due = try store.claimDue(now: Date(timeIntervalSince1970: Double(at) / 1000), limit: batch,
                                              leaseSeconds: WorkflowStepJob.leaseSeconds, on: db!)
                 claimed = due.count
-                if !due.isEmpty, let onClaimed { onClaimed(due, Date()) }
                 if !due.isEmpty {
+                    onClaimed?(due, Date())
                     _ = try queue.enqueue(WorkflowStepJob.jobs(due.map { .init(enrollment: $0.id, seq: $0.stepSeq) }, atMilliseconds: at), on: redis!)
                     dueStepsCount.add(due.count, ordering: .relaxed)
                 }
