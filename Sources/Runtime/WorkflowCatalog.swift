@@ -5,8 +5,9 @@ import Postgres
 import Store
 import Synchronization
 
-/// One version of a workflow, ready to run.
-public struct LoadedWorkflow: Sendable {
+/// One version of a workflow, ready to run. A class: step batches pass it around per enrollment, and a copy is then
+/// one reference count instead of one per field.
+public final class LoadedWorkflow: Sendable {
     public let name: String
     public let version: Int
     public let definition: WorkflowDefinition
@@ -146,8 +147,9 @@ public final class WorkflowCatalogCache: Sendable {
         var catalog = WorkflowCatalog.empty
         var heads: String?
         var checkedAt: UInt64 = 0
-        var versions: [String: LoadedWorkflow] = [:]
+        var versions: [VersionKey: LoadedWorkflow] = [:]
     }
+    private struct VersionKey: Hashable { let name: String; let version: Int }
     private let state = Mutex(State())
     private let checkEveryNanoseconds: UInt64
 
@@ -176,7 +178,7 @@ public final class WorkflowCatalogCache: Sendable {
 
     /// A workflow at a given version (the head's if it is that version).
     public func workflow(_ name: String, version: Int, on db: PostgresConnection) throws -> LoadedWorkflow? {
-        let key = "\(name)@\(version)"
+        let key = VersionKey(name: name, version: version)
         if let hit = state.withLock({ s -> LoadedWorkflow? in
             if let w = s.catalog.workflows[name], w.version == version { return w }
             return s.versions[key]

@@ -202,9 +202,10 @@ public final class WorkflowRunner: Sendable {
         let views = try ContactView.load(contacts, now: now, compilerOptions: rules.compilerOptions, on: db)
         let history = TransactionHistory(db: db, contacts: contacts)
         var candidates: [SendCandidate] = []
+        var workflows = RoundWorkflows(cache: catalogs)
         for e in rows {
-            if let candidate = try decideStep(e, view: views[e.contactId], history: history, catalog: catalog, rules: rules,
-                                              now: now, round: &round, on: db) {
+            if let candidate = try decideStep(e, workflow: try workflows.get(e, on: db), view: views[e.contactId], history: history,
+                                              catalog: catalog, rules: rules, now: now, round: &round, on: db) {
                 candidates.append(candidate)
             }
         }
@@ -215,9 +216,10 @@ public final class WorkflowRunner: Sendable {
     }
 
     /// Decides one enrollment's current step: records what it did in `round`, or returns the send to check.
-    private func decideStep(_ e: EnrollmentRow, view: ContactView?, history: TransactionHistory, catalog: WorkflowCatalog,
-                            rules: BehaviourRules, now: Date, round: inout Round, on db: PostgresConnection) throws -> SendCandidate? {
-        guard let w = try catalogs.workflow(e.workflow, version: e.version, on: db) else {
+    private func decideStep(_ e: EnrollmentRow, workflow: LoadedWorkflow?, view: ContactView?, history: TransactionHistory,
+                            catalog: WorkflowCatalog, rules: BehaviourRules, now: Date, round: inout Round,
+                            on db: PostgresConnection) throws -> SendCandidate? {
+        guard let w = workflow else {
             round.moves.append(.finish(e.id, state: "failed", reason: "workflow \(e.workflow) v\(e.version) is not stored"))
             return nil
         }
@@ -429,6 +431,26 @@ public final class WorkflowRunner: Sendable {
             root["preferences_url"] = .string(links.preferencesURL(contactId: e.contactId))
         }
         return .object(root)
+    }
+}
+
+/// The workflow versions a round's enrollments run on, looked up once per version (a batch is usually one): the
+/// shared cache takes a lock per lookup.
+struct RoundWorkflows {
+    let cache: WorkflowCatalogCache
+    private var last: LoadedWorkflow?
+    private var others: [String: LoadedWorkflow?] = [:]
+
+    init(cache: WorkflowCatalogCache) { self.cache = cache }
+
+    mutating func get(_ e: EnrollmentRow, on db: PostgresConnection) throws -> LoadedWorkflow? {
+        if let last, last.name == e.workflow, last.version == e.version { return last }
+        let key = "\(e.workflow)@\(e.version)"
+        if let known = others[key] { return known }
+        let found = try cache.workflow(e.workflow, version: e.version, on: db)
+        others[key] = found
+        if let found { last = found }
+        return found
     }
 }
 

@@ -85,7 +85,6 @@ extension EnrollmentStore {
                 SELECT u.id, u.seq::int, u.w, u.v::int, u.step::int, u.outcome, u.detail, $8::timestamptz
                 FROM unnest($1::int8[], $2::int8[], $3::text[], $4::int8[], $5::int8[], $6::text[], $7::text[])
                      AS u(id, seq, w, v, step, outcome, detail)
-                ON CONFLICT DO NOTHING
                 """, [.intArray(logs.map { $0.enrollment.id }), .intArray(logs.map { Int64($0.enrollment.stepSeq) }),
                       .textArray(logs.map { $0.enrollment.workflow }), .intArray(logs.map { Int64($0.enrollment.version) }),
                       .intArray(logs.map { Int64($0.step) }), .textArray(logs.map { $0.outcome }), .textArray(logs.map { $0.detail }),

@@ -156,7 +156,6 @@ public struct EnrollmentStore: Sendable {
                 RETURNING id, step_seq, workflow, workflow_version)
             INSERT INTO enrollment_steps (enrollment_id, step_seq, workflow, workflow_version, step, outcome, detail, at)
             SELECT id, step_seq, workflow, workflow_version, 0, 'exited', $3, $2 FROM done
-            ON CONFLICT DO NOTHING
             """, [.intArray(ids.map { Optional($0) }), .timestamp(now), .text(reason)])
     }
 

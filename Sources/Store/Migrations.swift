@@ -15,5 +15,5 @@ public struct Migration: Sendable {
 extension Migration {
     /// Every migration, oldest first.
     public static let all: [Migration] = [initialSchema, behaviourScan, workflows, broadcasts, deliveryContactKey, broadcastDeliveryRange, batchRecipients,
-                                          leanDeliveryIndexes]
+                                          leanDeliveryIndexes, hotWorkflowRows]
 }

@@ -21,7 +21,8 @@ struct BenchWorkflowsCommand: AsyncParsableCommand {
             Setup (not timed): a fresh schema on NURTURE_DATABASE_URL (dropped afterwards), a private redis-server,
             an in-process HTTP sink (the DevSink of `nurture sink`) on a free loopback port, and definitions applied
             from YAML embedded in the bench: settings without quiet hours or frequency caps, one `type: http` email
-            provider pointing at the sink (with `batch: N` when --batch is given), the template welcome-1 (the text
+            provider pointing at the sink (`batch: 50` by default: 50 messages per request, as ESP batch APIs take them;
+            --batch 0 for one plain POST per message), the template welcome-1 (the text
             of examples/templates.yaml) and three identical workflows (bench-warmup, bench-burst, bench-paced) of
             three steps: send welcome-1, send welcome-1, send welcome-1. Every step is a real provider call that the
             sink must accept, so steps/s = messages/s; a `wait` step would be a no-op counted as a step, and its
@@ -63,7 +64,7 @@ struct BenchWorkflowsCommand: AsyncParsableCommand {
     @Option(help: "Contacts, each enrolled once in the burst (3 steps, 3 messages each).") var contacts: Int = 100_000
     @Option(help: "Worker processes (children of this binary).") var workers: Int = 2
     @Option(help: "Slots per worker process.") var concurrency: Int = 16
-    @Option(help: "Give the provider `batch: N` (bodies {\"messages\":[...]}); 0: one plain POST per message.") var batch: Int = 0
+    @Option(help: "Give the provider `batch: N` (bodies {\"messages\":[...]}); 0: one plain POST per message.") var batch: Int = 50
     @Option(help: "Due enrollments the scheduler claims per round trip.") var dueBatch: Int = 2_000
     @Option(help: "Paced phase: enrollments falling due per second (default: half the burst's jobs/s).") var pacedRate: Int?
     @Option(help: "Paced phase: seconds over which they fall due (capped by --contacts; 0: skip the phase).") var pacedSeconds: Int = 10

@@ -88,7 +88,8 @@ private let positions: [WorkflowStepPosition] = {
 ///   E2 v1 completed at "3":   0 1 deferred_quiet_hours; 0 1 sent; 1 2 done; 2 3 done else; 3 5 done; 4 6 capped
 ///   E3 v1 exited at "2" (exit_when on an event during the wait): 0 1 suppressed; 1 2 done; 2 0 exited
 ///   E4 v1 exited at "3" (contact erased):  0 1 no_address; 1 2 done; 2 3 done else; 3 5 done; 4 6 exited
-///   E5 v1 active at "0":      0 1 deferred_quiet_hours
+///   E5 v1 active at "0":      0 1 deferred_quiet_hours; 0 1 deferred_quiet_hours (deferred twice: the log keeps
+///                             both rows, reports count the enrollment once)
 ///   E6 v1 failed at "0":      nothing
 ///   E7 v1 exited at "0" (exit_when in the enrolling batch): 0 0 exited
 ///   E8 v2 exited at "3" (exit_when before step 4): 0 1 done; 1 2 sent; 2 3 done; 3 0 exited
@@ -157,7 +158,7 @@ private func insertRuns(_ db: PostgresConnection) throws -> [Int64] {
     try r.log(e4, [(0, 1, "no_address", "no email address"), (1, 2, "done", nil), (2, 3, "done", "else"), (3, 5, "done", nil),
                    (4, 6, "exited", "contact erased or merged")])
     let e5 = try r.enroll(contacts[4], state: "active", path: "0")
-    try r.log(e5, [(0, 1, "deferred_quiet_hours", "until y")])
+    try r.log(e5, [(0, 1, "deferred_quiet_hours", "until y"), (0, 1, "deferred_quiet_hours", "until y")])
     try r.enroll(contacts[5], state: "failed", path: "0", reason: "workflow onboarding v1 is not stored")
     let e7 = try r.enroll(contacts[6], state: "exited", path: "0", reason: "exit_when on Order Completed (m7)")
     try r.log(e7, [(0, 0, "exited", "exit_when on a later event of the same batch")])
