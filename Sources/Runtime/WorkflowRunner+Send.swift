@@ -8,10 +8,28 @@ import Postgres
 import Store
 
 extension WorkflowRunner {
+    /// What the transaction settling a round's sends also decides: the next round, for the enrollments it moves on
+    /// to a step that runs now plus `steps` (the round's other enrollments already at their next step).
+    struct DecideAhead {
+        let steps: [WorkflowStepJob.Step]
+        let catalog: WorkflowCatalog
+        let rules: BehaviourRules
+    }
+
+    enum SendOutcome {
+        /// The next round, decided in the transaction that settled this one (its deliveries are open and locked).
+        case decided(Round)
+        /// The enrollments whose next step runs now (nothing was decided ahead).
+        case continuing([WorkflowStepJob.Step])
+    }
+
     /// Renders the round's messages, hands them to their providers (`MessageDispatch`), then settles the deliveries
-    /// and moves the enrollments on in one transaction. Returns the enrollments whose next step runs now.
+    /// and moves the enrollments on in one transaction. With `decideAhead`, that transaction then decides the next
+    /// round too (the enrollments are locked already; one transaction and one lock fewer per round), under a
+    /// savepoint: if deciding fails, the settlement still commits and the steps are returned to run (and fail, and
+    /// be isolated) on their own.
     func send(_ plans: [SendPlan], catalog: WorkflowCatalog, context: JobContext, now businessNow: () -> Date,
-              on db: PostgresConnection) throws -> [WorkflowStepJob.Step] {
+              decideAhead: DecideAhead?, on db: PostgresConnection) throws -> SendOutcome {
         let links = try signer.links(on: db)
         let lockedAt = monotonicMilliseconds()
         let renderNow = businessNow()
@@ -39,8 +57,9 @@ extension WorkflowRunner {
         return try db.transaction { db in
             var settlements: [DeliverySettlement] = []
             var round = Round()
-            let current = Dictionary(try enrollments.lock(plans.map(\.enrollment.id), on: db).map { ($0.id, $0) },
-                                     uniquingKeysWith: { a, _ in a })
+            let others = decideAhead?.steps ?? []
+            let locked = try enrollments.lock(plans.map(\.enrollment.id) + others.map(\.enrollment), on: db)
+            let current = Dictionary(locked.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
             for (n, plan) in plans.enumerated() {
                 let e = plan.enrollment
                 let settlement = MessageDispatch.settlement(items[n], results[n], maxAttempts: Self.maxSendAttempts)
@@ -63,7 +82,25 @@ extension WorkflowRunner {
             }
             try deliveries.settle(settlements, now: now, on: db)
             try enrollments.apply(moves: round.moves, logs: round.logs, now: now, on: db)
-            return round.continuing
+            guard let ahead = decideAhead, !(round.continuing.isEmpty && others.isEmpty) else { return .continuing(round.continuing + others) }
+
+            // The rows as this transaction leaves them: the ones just moved on (from the moves), the others as locked.
+            var rows: [EnrollmentRow] = []
+            for move in round.moves where move.kind == .advance && move.keepLeaseSeconds != nil {
+                if let e = current[move.id], let path = move.path { rows.append(e.advanced(toSeq: move.seq, path: path, dueAt: move.dueAt ?? now)) }
+            }
+            let wanted = Dictionary(others.map { ($0.enrollment, $0.seq) }, uniquingKeysWith: { a, _ in a })
+            rows += locked.filter { $0.state == "active" && wanted[$0.id] == $0.stepSeq }
+            rows.sort { $0.id < $1.id }
+            try db.execute("SAVEPOINT decide_ahead")
+            do {
+                return .decided(try decide(locked: rows, catalog: ahead.catalog, rules: ahead.rules, now: businessNow(), on: db))
+            } catch {
+                if let e = error as? PostgresError,
+                   e.isTransient || e.isSerializationFailure || e.kind == .connect || e.kind == .connectionLost { throw error }
+                try db.execute("ROLLBACK TO SAVEPOINT decide_ahead")
+                return .continuing(round.continuing + others)
+            }
         }
     }
 }

@@ -109,24 +109,41 @@ public final class WorkflowRunner: Sendable {
         let floor = job.atMilliseconds.map { Date(timeIntervalSince1970: Double($0) / 1000) } ?? .distantPast
         let businessNow: () -> Date = { max(context.clock.now(), floor) }
         var steps = job.steps
-        for _ in 0..<100 where !steps.isEmpty {
+        // The next round, when the transaction that settled the last round's sends decided it too.
+        var decidedAhead: Round? = nil
+        let maxRounds = 100
+        for roundNumber in 0..<maxRounds {
             let now = businessNow()
             let catalog = try catalogs.current(on: db)
             let rules = try SlotCaches.current.rules.current(on: db)
             let round: Round
-            do {
-                round = try db.transaction { db in
-                    try decide(steps, catalog: catalog, rules: rules, now: now, on: db)
+            if let ahead = decidedAhead {
+                round = ahead
+                decidedAhead = nil
+            } else {
+                if steps.isEmpty { break }
+                do {
+                    round = try db.transaction { db in
+                        try decide(steps, catalog: catalog, rules: rules, now: now, on: db)
+                    }
+                } catch {
+                    if let e = error as? PostgresError, e.isTransient || e.kind == .connect || e.kind == .connectionLost { throw error }
+                    // One enrollment's step fails (bad data, a failing SQL): the others of the batch must not wait on it.
+                    steps = try isolate(steps, error: error, catalog: catalog, rules: rules, now: now, context: context, on: db)
+                    continue
                 }
-            } catch {
-                if let e = error as? PostgresError, e.isTransient || e.kind == .connect || e.kind == .connectionLost { throw error }
-                // One enrollment's step fails (bad data, a failing SQL): the others of the batch must not wait on it.
-                steps = try isolate(steps, error: error, catalog: catalog, rules: rules, now: now, context: context, on: db)
-                continue
             }
             steps = round.continuing
             if !round.sends.isEmpty {
-                steps += try send(round.sends, catalog: catalog, context: context, now: businessNow, on: db)
+                // The last round decides nothing ahead: a round decided ahead must be sent.
+                let ahead = roundNumber + 1 < maxRounds ? DecideAhead(steps: steps, catalog: catalog, rules: rules) : nil
+                switch try send(round.sends, catalog: catalog, context: context, now: businessNow, decideAhead: ahead, on: db) {
+                case .decided(let next):
+                    decidedAhead = next
+                    steps = []
+                case .continuing(let next):
+                    steps += next
+                }
             }
         }
         if steps.isEmpty { return }
@@ -158,7 +175,10 @@ public final class WorkflowRunner: Sendable {
                 do {
                     let round = try db.transaction { db in try decide([step], catalog: catalog, rules: rules, now: now, on: db) }
                     next += round.continuing
-                    if !round.sends.isEmpty { next += try send(round.sends, catalog: catalog, context: context, now: { now }, on: db) }
+                    if !round.sends.isEmpty, case .continuing(let more) = try send(round.sends, catalog: catalog, context: context,
+                                                                                   now: { now }, decideAhead: nil, on: db) {
+                        next += more
+                    }
                     continue
                 } catch {
                     if let e = error as? PostgresError, e.isTransient || e.kind == .connect || e.kind == .connectionLost { throw error }
@@ -196,6 +216,12 @@ public final class WorkflowRunner: Sendable {
                         on db: PostgresConnection) throws -> Round {
         let wanted = Dictionary(steps.map { ($0.enrollment, $0.seq) }, uniquingKeysWith: { a, _ in a })
         let rows = try enrollments.lock(steps.map(\.enrollment), on: db).filter { $0.state == "active" && wanted[$0.id] == $0.stepSeq }
+        return try decide(locked: rows, catalog: catalog, rules: rules, now: now, on: db)
+    }
+
+    /// One round for enrollments this transaction has locked (active, at the step to run), in id order.
+    func decide(locked rows: [EnrollmentRow], catalog: WorkflowCatalog, rules: BehaviourRules, now: Date,
+                on db: PostgresConnection) throws -> Round {
         var round = Round()
         if rows.isEmpty { return round }
         let contacts = Array(Set(rows.map(\.contactId)))

@@ -115,3 +115,13 @@ extension EnrollmentStore {
         _ = try db.pipeline(statements)
     }
 }
+
+extension EnrollmentRow {
+    /// This row as `apply` leaves it after `EnrollmentMove.advance(id, toSeq: seq, path: path, dueAt:,
+    /// keepLeaseSeconds:)` (its next step runs in the same job): still active, at `seq` / `path`, attempts reset, due
+    /// time kept (or `dueAt` if it had none).
+    public func advanced(toSeq seq: Int, path: String, dueAt: Date) -> EnrollmentRow {
+        EnrollmentRow(id: id, workflow: workflow, version: version, contactId: contactId, state: "active", stepPath: path, stepSeq: seq,
+                      triggerJSON: triggerJSON, attempts: 0, dueAt: self.dueAt ?? dueAt)
+    }
+}
