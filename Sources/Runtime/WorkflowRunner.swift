@@ -23,7 +23,8 @@ import Synchronization
 /// 2. the delivery rows (`dedupe_key` = `wf:<enrollment>:<seq>`, so a message always has the same delivery id) are
 ///    written and their send locks taken, and the round commits;
 /// 3. messages are rendered and handed to their providers (batching providers get batches), outside any
-///    transaction; then one transaction settles the deliveries and moves the enrollments on. A retryable failure
+///    transaction; then one transaction settles the deliveries and moves the enrollments on (and, for those whose
+///    next step runs now, decides that next round under a savepoint: their rows are locked already). A retryable failure
 ///    keeps the step and sets it due again after a backoff (durably: the scheduler re-enqueues it even if Redis lost
 ///    the job); a delivery recorded as accepted is never sent again.
 public final class WorkflowRunner: Sendable {
